@@ -1,0 +1,33 @@
+# Turnout: `make demo` runs a live migration end to end on the embedded stack; `make test` runs the suite.
+# Both install what they need first (scripts/install_deps.sh) on a fresh Debian machine.
+PY := .venv/bin/python
+ROUTE ?= dynamodb-alternator
+ITEMS ?= 100000
+DEMO_ARGS ?=
+export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)/scripts
+
+.PHONY: deps demo test test-unit stack-up stack-down bench clean
+
+deps:
+	@scripts/install_deps.sh
+
+demo: deps
+	$(PY) scripts/demo.py --route $(ROUTE) --items $(ITEMS) $(DEMO_ARGS)
+
+test: deps
+	$(PY) -m pytest tests -ra
+
+test-unit: deps
+	$(PY) -m pytest tests/unit -q
+
+stack-up: deps
+	$(PY) scripts/stack.py up
+
+stack-down:
+	$(PY) scripts/stack.py down
+
+bench: deps
+	$(PY) bench/bench_load.py
+
+clean: stack-down
+	rm -rf .demo test-artifacts

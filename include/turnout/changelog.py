@@ -1,0 +1,71 @@
+"""The durable change log in staging.
+
+The capture appends immutable, numbered files (``changelog/000000000042.jsonl.gz``). File numbers
+give a total order that keeps every key's changes in source order (a shard's records in sequence,
+a parent shard before its children). A file is never rewritten once it exists, so an applier that
+consumed file N can trust it; a capture restarted after a crash adopts the last file it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from .adapters.base import Change
+from .codec import item_from_json, item_to_json
+from .staging import Staging
+
+PREFIX = "changelog/"
+_NAME = re.compile(r"changelog/(\d{12})\.jsonl\.gz$")
+
+
+def file_key(n: int) -> str:
+    return f"{PREFIX}{n:012d}.jsonl.gz"
+
+
+def encode(c: Change, captured_at: float) -> dict:
+    return {
+        "k": item_to_json(c.key),
+        "op": c.op,
+        "img": item_to_json(c.image) if c.image is not None else None,
+        "v": c.version,
+        "ts": c.created_at,
+        "cap": captured_at,
+        "o": c.origin,
+    }
+
+
+def decode(doc: dict) -> Change:
+    return Change(
+        key=item_from_json(doc["k"]),
+        op=doc["op"],
+        image=item_from_json(doc["img"]) if doc.get("img") is not None else None,
+        version=list(doc["v"]),
+        created_at=float(doc["ts"]),
+        origin=doc.get("o", ""),
+    )
+
+
+def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float) -> None:
+    staging.put_jsonl_gz(file_key(n), [encode(c, captured_at) for c in changes])
+
+
+def read_file(staging: Staging, n: int) -> list[Change]:
+    return [decode(d) for d in staging.iter_jsonl_gz(file_key(n))]
+
+
+def file_numbers(staging: Staging, start: int = 0) -> list[int]:
+    out = []
+    for k in staging.list(PREFIX):
+        m = _NAME.search(k)
+        if m and int(m.group(1)) >= start:
+            out.append(int(m.group(1)))
+    return sorted(out)
+
+
+def iter_changes(staging: Staging, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Change]]:
+    for n in file_numbers(staging, start):
+        if stop is not None and n >= stop:
+            return
+        for c in read_file(staging, n):
+            yield n, c

@@ -1,0 +1,165 @@
+"""DynamoDB-JSON ("wire") items: JSON-safe encoding, canonical form, hashing, size.
+
+Items travel through Turnout in DynamoDB's own wire format (``{"pk": {"S": "a"}}``) so numbers keep
+all 38 digits (they stay strings) and nothing is lost to Python floats. Binary values are bytes in
+memory and base64 text in staging files, the layout DynamoDB's own export uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .errors import RecordError
+
+Item = dict[str, dict[str, Any]]
+
+_TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
+
+
+def _check_av(av: Any, where: str) -> None:
+    if not isinstance(av, dict) or len(av) != 1:
+        raise RecordError(f"malformed attribute value at {where}: expected one type tag, got {av!r:.80}")
+    (tag,) = av
+    if tag not in _TYPES:
+        raise RecordError(f"malformed attribute value at {where}: unknown type tag {tag!r}")
+
+
+def to_json_av(av: dict, where: str = "item") -> dict:
+    """Wire attribute value (bytes for B) -> JSON-safe value (base64 text for B)."""
+    _check_av(av, where)
+    (tag, v), = av.items()
+    if tag == "B":
+        return {"B": base64.b64encode(v).decode("ascii") if isinstance(v, (bytes, bytearray)) else v}
+    if tag == "BS":
+        return {"BS": [base64.b64encode(b).decode("ascii") if isinstance(b, (bytes, bytearray)) else b for b in v]}
+    if tag == "M":
+        return {"M": {k: to_json_av(x, f"{where}.{k}") for k, x in v.items()}}
+    if tag == "L":
+        return {"L": [to_json_av(x, f"{where}[{i}]") for i, x in enumerate(v)]}
+    return {tag: v}
+
+
+def from_json_av(av: dict, where: str = "item") -> dict:
+    """JSON-safe value -> wire attribute value (bytes for B)."""
+    _check_av(av, where)
+    (tag, v), = av.items()
+    try:
+        if tag == "B":
+            return {"B": base64.b64decode(v, validate=True)}
+        if tag == "BS":
+            return {"BS": [base64.b64decode(b, validate=True) for b in v]}
+    except (ValueError, TypeError) as exc:
+        raise RecordError(f"malformed binary value at {where}: {exc}") from exc
+    if tag == "M":
+        return {"M": {k: from_json_av(x, f"{where}.{k}") for k, x in v.items()}}
+    if tag == "L":
+        return {"L": [from_json_av(x, f"{where}[{i}]") for i, x in enumerate(v)]}
+    if tag == "N":
+        canonical_number(v, where)  # reject malformed numbers early, naming where
+    return {tag: v}
+
+
+def item_to_json(item: Item) -> dict:
+    return {k: to_json_av(v, k) for k, v in item.items()}
+
+
+def item_from_json(doc: dict) -> Item:
+    if not isinstance(doc, dict):
+        raise RecordError(f"malformed item: expected an object, got {type(doc).__name__}")
+    return {k: from_json_av(v, k) for k, v in doc.items()}
+
+
+def canonical_number(text: str, where: str = "number") -> str:
+    """DynamoDB's number normal form: no exponent games, no trailing zeros, exact."""
+    try:
+        d = Decimal(text)
+    except (InvalidOperation, TypeError) as exc:
+        raise RecordError(f"malformed number {text!r} at {where}") from exc
+    if not d.is_finite():
+        raise RecordError(f"number {text!r} at {where} is not finite")
+    if d == 0:
+        return "0"
+    d = d.normalize(context=_CTX)
+    sign, digits, exp = d.as_tuple()
+    s = "".join(map(str, digits))
+    if exp >= 0:
+        s = s + "0" * exp
+    else:
+        point = len(s) + exp
+        s = ("0." + "0" * (-point) + s) if point <= 0 else (s[:point] + "." + s[point:])
+    return ("-" if sign else "") + s
+
+
+from decimal import Context  # noqa: E402
+
+_CTX = Context(prec=60)
+
+
+def _canon(av: dict) -> Any:
+    (tag, v), = av.items()
+    if tag == "N":
+        return ["N", canonical_number(v)]
+    if tag == "NS":
+        return ["NS", sorted(canonical_number(x) for x in v)]
+    if tag == "SS":
+        return ["SS", sorted(v)]
+    if tag == "B":
+        return ["B", base64.b64encode(v).decode() if isinstance(v, (bytes, bytearray)) else v]
+    if tag == "BS":
+        return ["BS", sorted(base64.b64encode(x).decode() if isinstance(x, (bytes, bytearray)) else x for x in v)]
+    if tag == "M":
+        return ["M", {k: _canon(x) for k, x in sorted(v.items())}]
+    if tag == "L":
+        return ["L", [_canon(x) for x in v]]
+    return [tag, v]
+
+
+def canonical(item: Item) -> str:
+    """A canonical text of an item: equal items (sets in any order, 1.50 vs 1.5) give equal text."""
+    return json.dumps({k: _canon(v) for k, v in sorted(item.items())}, separators=(",", ":"), ensure_ascii=False)
+
+
+def item_hash(item: Item) -> bytes:
+    return hashlib.blake2b(canonical(item).encode(), digest_size=16).digest()
+
+
+def key_text(key: Item) -> str:
+    """Stable text of a key (the same on every worker; never Python's seeded hash())."""
+    return canonical(key)
+
+
+def stable_bucket(text: str, buckets: int) -> int:
+    h = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") % buckets
+
+
+def _av_size(av: dict) -> int:
+    (tag, v), = av.items()
+    if tag == "S":
+        return len(v.encode())
+    if tag == "N":
+        return len(v) // 2 + 2
+    if tag == "B":
+        return len(v)
+    if tag in ("BOOL", "NULL"):
+        return 1
+    if tag == "SS":
+        return sum(len(x.encode()) for x in v)
+    if tag == "NS":
+        return sum(len(x) // 2 + 2 for x in v)
+    if tag == "BS":
+        return sum(len(x) for x in v)
+    if tag == "M":
+        return 3 + sum(len(k.encode()) + 1 + _av_size(x) for k, x in v.items())
+    if tag == "L":
+        return 3 + sum(1 + _av_size(x) for x in v)
+    return 0
+
+
+def item_size(item: Item) -> int:
+    """DynamoDB's item size rule (attribute names + values), close enough to enforce the 400 KB limit."""
+    return sum(len(k.encode()) + _av_size(v) for k, v in item.items())

@@ -1,0 +1,809 @@
+"""One driver function per phase. Each reads and writes staging only, returns a small JSON summary
+(counts, positions — never data), and can be killed at any moment and run again.
+
+Staging layout under ``<staging url>/<migration name>/``::
+
+    state/preflight.json  state/positions.json  state/export_plan.json  state/load_plan.json
+    state/cutover.json    control/capture.json
+    export/seg-00003/checkpoint.json  export/seg-00003/chunk-00000.jsonl.gz
+    load/done/seg-00003-chunk-00000.json
+    changelog/000000000042.jsonl.gz   capture/checkpoint.json  capture/heartbeat.json
+    apply/checkpoint.json  apply/heartbeat.json
+    deadletter/<phase>/<name>.jsonl.gz   reports/validation-*.json  reports/cutover.json
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional
+
+from . import changelog
+from .adapters.base import Change
+from .codec import Item, item_from_json, item_to_json, key_text, stable_bucket
+from .errors import DeadLetterError, PreflightError, RecordError, StagingError, TurnoutError
+from .retry import TokenBucket
+from .runtime import Context
+
+# Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
+# used only for the preflight estimate when the spec sets no rate limit).
+ASSUMED_ITEMS_PER_TASK_SECOND = 4000
+STREAM_RETENTION_HOURS = 24
+# DynamoDB Local truncates ApproximateCreationDateTime to the minute; AWS to the millisecond.
+# Records stamped up to this long before start_cdc are kept (replaying a few old full images is harmless).
+CLOCK_MARGIN_SECONDS = 120
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _seg(i: int) -> str:
+    return f"export/seg-{i:05d}"
+
+
+def dead_letter(ctx: Context, phase: str, name: str, rows: list[tuple[Any, str]]) -> int:
+    """Write rejected records with their reasons; the caller then turns the run red."""
+    if not rows:
+        return 0
+    docs = []
+    for what, reason in rows:
+        try:
+            payload = item_to_json(what) if isinstance(what, dict) else what
+        except Exception:  # a malformed record is kept as text
+            payload = repr(what)
+        docs.append({"record": payload, "reason": reason, "at": ctx.clock(), "run_id": ctx.run_id})
+    ctx.staging.put_jsonl_gz(f"deadletter/{phase}/{name}.jsonl.gz", docs)
+    ctx.log.error("TURNOUT dead_letters phase=%s file=%s/deadletter/%s/%s.jsonl.gz count=%d first_reason=%r",
+                  phase, ctx.staging.url, phase, name, len(docs), docs[0]["reason"])
+    return len(docs)
+
+
+def dead_letter_count(ctx: Context) -> dict:
+    out: dict[str, int] = {}
+    for k in ctx.staging.list("deadletter/"):
+        phase = k.split("/")[1]
+        out[phase] = out.get(phase, 0) + sum(1 for _ in ctx.staging.iter_jsonl_gz(k))
+    return out
+
+
+def cutover_done(ctx: Context) -> Optional[dict]:
+    return ctx.staging.get_json("state/cutover.json")
+
+
+# ---------------------------------------------------------------------------------- preflight
+
+
+def preflight(ctx: Context) -> dict:
+    spec, st = ctx.spec, ctx.staging
+    done = cutover_done(ctx)
+    if done:
+        return {"status": "cutover_done", "cutover_at": done.get("at")}
+    # staging first: everything else is recorded there
+    try:
+        st.put_json("state/.probe.json", {"at": ctx.clock()})
+        st.get_json("state/.probe.json")
+    except Exception as exc:
+        raise PreflightError(f"staging {st.url} is not writable: {exc}") from None
+    info = ctx.source.describe()
+    tr = ctx.transform.__class__.from_spec(spec.mapping, info.key_attributes)
+    target = ctx.sink.ensure_target(info, info.key_attributes, dict(spec.mapping.rename))
+    stream = info.stream
+    stream_ok = stream.get("enabled") and stream.get("view_type") in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE")
+    if not stream.get("enabled") and not spec.source.enable_stream:
+        verdict = ("NO-GO", f"DynamoDB Streams is off on {spec.source.table!r} and source.enable_stream is false: "
+                   "enable NEW_AND_OLD_IMAGES on the table, or set source.enable_stream: true")
+    elif stream.get("enabled") and not stream_ok:
+        verdict = ("NO-GO", f"the stream on {spec.source.table!r} has view type {stream.get('view_type')}; "
+                   "Turnout needs full images: switch it to NEW_AND_OLD_IMAGES")
+    else:
+        verdict = ("GO", "")
+    rate = min(r for r in (spec.rate_limits.read_items_per_second or math.inf,
+                           spec.rate_limits.write_items_per_second or math.inf,
+                           spec.rate_limits.parallel_tasks * ASSUMED_ITEMS_PER_TASK_SECOND))
+    est_hours = info.item_count / rate / 3600 if rate else 0
+    if verdict[0] == "GO":
+        verdict = ("GO", (
+            f"estimated copy {est_hours:.2f} h for {info.item_count} items at {rate:.0f} items/s; the stream keeps "
+            f"{STREAM_RETENTION_HOURS} h, but the capture drains it into the durable change log in staging from "
+            f"the start, so only a capture outage longer than {STREAM_RETENTION_HOURS} h could lose changes "
+            "(and is detected: the capture stops loudly on trimmed data)"))
+    if verdict[0] == "GO" and est_hours > STREAM_RETENTION_HOURS:
+        verdict = ("GO", verdict[1] + f"; note: the copy outlasts the stream's {STREAM_RETENTION_HOURS} h window, "
+                   "keep the capture task healthy")
+    summary = {
+        "status": verdict[0],
+        "verdict": verdict[1],
+        "source_key": info.key_attributes,
+        "target_key": list(tr.target_key),
+        "item_count_estimate": info.item_count,
+        "size_bytes_estimate": info.size_bytes,
+        "stream": stream,
+        "target": target,
+        "estimated_copy_hours": round(est_hours, 3),
+        "spec_digest": spec.digest(),
+    }
+    st.put_json("state/preflight.json", summary)
+    ctx.log.info("TURNOUT preflight %s: %s", verdict[0], verdict[1])
+    if verdict[0] != "GO":
+        raise PreflightError(verdict[1])
+    return summary
+
+
+# ---------------------------------------------------------------------------------- start_cdc
+
+
+def _segment_count(ctx: Context, size_bytes: int) -> int:
+    s = ctx.spec.export.segments
+    if s != "auto":
+        return int(s)
+    return max(1, min(ctx.spec.export.max_segments, math.ceil(size_bytes / ctx.spec.export.target_segment_bytes)))
+
+
+def start_cdc(ctx: Context) -> dict:
+    """Record the stream position of every shard *before* the export, and arm the capture.
+
+    Idempotent: a re-run reuses the recorded position (it never moves forward past changes the
+    target has not seen)."""
+    st = ctx.staging
+    pos = st.get_json("state/positions.json")
+    if pos is None:
+        info = ctx.source.describe()
+        stream = info.stream
+        if not stream.get("enabled"):
+            if not ctx.spec.source.enable_stream:
+                raise PreflightError(
+                    f"DynamoDB Streams is off on {ctx.spec.source.table!r} and the spec does not allow Turnout to "
+                    "enable it: set source.enable_stream: true, or enable NEW_AND_OLD_IMAGES yourself")
+            arn = ctx.source.enable_stream()
+            ctx.log.info("TURNOUT start_cdc enabled stream NEW_AND_OLD_IMAGES on %s: %s", ctx.spec.source.table, arn)
+            enabled_by_us = True
+        else:
+            if stream.get("view_type") not in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE"):
+                raise PreflightError(f"stream view type {stream.get('view_type')} carries no full images")
+            arn, enabled_by_us = stream["arn"], False
+        now = ctx.clock()
+        reader = ctx.stream_reader(arn, info.key_attributes)
+        shards = reader.shards()
+        pos = {
+            "kind": "dynamodb-streams",
+            "stream_arn": arn,
+            "recorded_at": now,
+            "not_before": now - CLOCK_MARGIN_SECONDS,
+            "shards_at_start": {s["ShardId"]: {"parent": s.get("ParentShardId"),
+                                               "open": "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})}
+                                for s in shards},
+            "enabled_by_turnout": enabled_by_us,
+            "key_attributes": info.key_attributes,
+        }
+        plan = {"segments": _segment_count(ctx, info.size_bytes), "mode": ctx.spec.export.mode, "recorded_at": now}
+        # the export plan is fixed with the position: re-runs never re-split finished segments
+        st.put_json("state/export_plan.json", plan)
+        st.put_json("state/positions.json", pos)
+        ctx.log.info("TURNOUT start_cdc recorded position stream=%s shards=%d at=%.3f", arn, len(shards), now)
+    else:
+        ctx.log.info("TURNOUT start_cdc reusing position recorded at %.3f (resume)", pos["recorded_at"])
+    st.put_json("control/capture.json", {"stop": False, "run_id": ctx.run_id, "at": ctx.clock()})
+    plan = st.get_json("state/export_plan.json")
+    return {"stream_arn": pos["stream_arn"], "recorded_at": pos["recorded_at"],
+            "shards": len(pos["shards_at_start"]), "segments": plan["segments"]}
+
+
+# ---------------------------------------------------------------------------------- export
+
+
+def plan_export(ctx: Context) -> list[int]:
+    """The list of export units (scan segments, or native export files) for the mapped export tasks."""
+    plan = ctx.staging.get_json("state/export_plan.json")
+    if plan is None:
+        raise TurnoutError("no export plan in staging: start_cdc has not run")
+    if ctx.spec.export.mode == "native":
+        files = plan.get("native_files")
+        if files is None:
+            raise TurnoutError("native export not listed yet: run native_export_wait first")
+        return list(range(len(files)))
+    return list(range(plan["segments"]))
+
+
+def export_segment(ctx: Context, segment: int) -> dict:
+    """Copy one scan segment (or one native export file) into compressed chunks in staging.
+
+    Checkpointed after every chunk with the scan position at the chunk's end, so a killed task
+    resumes mid-segment; a finished segment is never scanned again."""
+    st = ctx.staging
+    plan = st.get_json("state/export_plan.json")
+    ck_key = f"{_seg(segment)}/checkpoint.json"
+    ck = st.get_json(ck_key) or {"chunks": [], "resume": None, "items": 0, "done": False}
+    if ck["done"]:
+        ctx.log.info("TURNOUT export segment=%d already done (%d items, %d chunks): skipped", segment, ck["items"],
+                     len(ck["chunks"]))
+        return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"]), "skipped": True}
+    if plan.get("mode") == "native":
+        return _export_native_file(ctx, segment, plan, ck, ck_key)
+    total = plan["segments"]
+    rate = ctx.spec.rate_limits.read_items_per_second / ctx.spec.rate_limits.parallel_tasks
+    bucket = TokenBucket(rate)
+    chunk_items = ctx.spec.export.chunk_items
+    page = max(1, min(1000, chunk_items, int(rate) or 1000))
+    buf: list[Item] = []
+    t0, n0, last_log = time.monotonic(), ck["items"], 0.0
+    resume = ck["resume"]
+    if resume is not None:
+        resume = item_from_json(resume)
+        ctx.log.info("TURNOUT export segment=%d resuming after %d items, %d chunks", segment, ck["items"],
+                     len(ck["chunks"]))
+
+    def flush(pos):
+        name = f"{_seg(segment)}/chunk-{len(ck['chunks']):05d}.jsonl.gz"
+        nbytes = st.put_jsonl_gz(name, [item_to_json(i) for i in buf])
+        ck["chunks"].append({"key": name, "items": len(buf), "bytes": nbytes})
+        ck["items"] += len(buf)
+        ck["resume"] = item_to_json(pos) if pos else None
+        st.put_json(ck_key, ck)  # the checkpoint moves only after the chunk is durable
+        buf.clear()
+
+    for items, pos in ctx.source.read_segment(segment, total, resume, page):
+        bucket.take(len(items))
+        buf.extend(items)
+        if len(buf) >= chunk_items or pos is None:
+            if buf:
+                flush(pos)
+        now = time.monotonic()
+        if now - last_log > 10:
+            last_log = now
+            done = ck["items"] + len(buf) - n0
+            ctx.progress("export", segment=segment, of=total, items=ck["items"] + len(buf), chunks=len(ck["chunks"]),
+                         rate=f"{done / max(now - t0, 1e-6):.0f}/s")
+    if buf:
+        flush(None)
+    ck["done"], ck["resume"] = True, None
+    st.put_json(ck_key, ck)
+    el = time.monotonic() - t0
+    ctx.progress("export", segment=segment, of=total, items=ck["items"], chunks=len(ck["chunks"]),
+                 rate=f"{(ck['items'] - n0) / max(el, 1e-6):.0f}/s", status="done")
+    return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"])}
+
+
+def _export_native_file(ctx: Context, unit: int, plan: dict, ck: dict, ck_key: str) -> dict:
+    from .adapters.ddb_export import read_data_file
+
+    st = ctx.staging
+    f = plan["native_files"][unit]
+    s3 = ctx.s3_client_factory()
+    rows = [item_to_json(i) for i in read_data_file(s3, plan["native_bucket"], f["key"])]
+    chunk_items = ctx.spec.export.chunk_items
+    for i in range(0, len(rows), chunk_items) or [0]:
+        name = f"{_seg(unit)}/chunk-{i // chunk_items:05d}.jsonl.gz"
+        part = rows[i : i + chunk_items]
+        nbytes = st.put_jsonl_gz(name, part)
+        ck["chunks"].append({"key": name, "items": len(part), "bytes": nbytes})
+    ck["items"], ck["done"] = len(rows), True
+    if f.get("items") is not None and f["items"] != len(rows):
+        raise TurnoutError(f"native export file s3://{plan['native_bucket']}/{f['key']}: manifest says {f['items']} "
+                           f"items, the file has {len(rows)}")
+    st.put_json(ck_key, ck)
+    ctx.progress("export", unit=unit, file=f["key"], items=len(rows), status="done")
+    return {"segment": unit, "items": len(rows), "chunks": len(ck["chunks"])}
+
+
+def native_export_start(ctx: Context) -> dict:
+    """Start (once) an ExportTableToPointInTime at a time after the recorded stream position."""
+    st = ctx.staging
+    plan = st.get_json("state/export_plan.json")
+    if plan.get("native_arn"):
+        return {"export_arn": plan["native_arn"]}
+    e = ctx.spec.export
+    if e.native_export_arn:
+        arn = e.native_export_arn
+    else:
+        desc = ctx.source.describe_table()
+        resp = ctx.source.client.export_table_to_point_in_time(
+            TableArn=desc["TableArn"], S3Bucket=e.native_s3_bucket, S3Prefix=e.native_s3_prefix,
+            ExportFormat="DYNAMODB_JSON", ExportTime=max(plan["recorded_at"], ctx.clock()))
+        arn = resp["ExportDescription"]["ExportArn"]
+    plan["native_arn"] = arn
+    st.put_json("state/export_plan.json", plan)
+    ctx.log.info("TURNOUT export native started %s", arn)
+    return {"export_arn": arn}
+
+
+def native_export_poll(ctx: Context) -> dict:
+    """One look at the native export; lists its data files into the plan once it has completed."""
+    from .adapters.ddb_export import export_prefix, list_data_files
+
+    st = ctx.staging
+    plan = st.get_json("state/export_plan.json")
+    if plan.get("native_files") is not None:
+        return {"status": "COMPLETED", "files": len(plan["native_files"])}
+    d = ctx.source.client.describe_export(ExportArn=plan["native_arn"])["ExportDescription"]
+    status = d["ExportStatus"]
+    if status == "FAILED":
+        raise TurnoutError(f"native export {plan['native_arn']} failed: {d.get('FailureCode')} {d.get('FailureMessage')}")
+    if status != "COMPLETED":
+        return {"status": status}
+    bucket = d.get("S3Bucket") or ctx.spec.export.native_s3_bucket
+    prefix = export_prefix(plan["native_arn"], d.get("S3Prefix") or ctx.spec.export.native_s3_prefix)
+    files = list_data_files(ctx.s3_client_factory(), bucket, prefix)
+    plan.update(native_files=files, native_bucket=bucket, segments=len(files))
+    st.put_json("state/export_plan.json", plan)
+    return {"status": "COMPLETED", "files": len(files)}
+
+
+# ---------------------------------------------------------------------------------- load
+
+
+def plan_load(ctx: Context) -> list[int]:
+    """Group every export chunk into at most load.max_tasks load units (fixed once written)."""
+    st = ctx.staging
+    lp = st.get_json("state/load_plan.json")
+    if lp is None:
+        plan = st.get_json("state/export_plan.json")
+        chunks = []
+        for seg in range(plan["segments"]):
+            ck = st.get_json(f"{_seg(seg)}/checkpoint.json")
+            if not ck or not ck.get("done"):
+                raise TurnoutError(f"export segment {seg} is not finished; cannot plan the load")
+            chunks.extend(c["key"] for c in ck["chunks"])
+        n = max(1, min(ctx.spec.load.max_tasks, len(chunks)))
+        groups = [chunks[i::n] for i in range(n)]
+        lp = {"groups": groups, "chunks": len(chunks)}
+        st.put_json("state/load_plan.json", lp)
+    ctx.log.info("TURNOUT load planned: %d chunks in %d load tasks", lp["chunks"], len(lp["groups"]))
+    return list(range(len(lp["groups"])))
+
+
+def _done_key(chunk: str) -> str:
+    return "load/done/" + chunk.removeprefix("export/").replace("/", "-").removesuffix(".jsonl.gz") + ".json"
+
+
+def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None = None) -> dict:
+    """Transform and bulk-load the chunks of one load unit; a chunk is marked done only after the
+    target acknowledged every item of it (rejected items are in the dead-letter store by then)."""
+    st = ctx.staging
+    lp = st.get_json("state/load_plan.json")
+    if lp is None or group >= len(lp["groups"]):
+        raise TurnoutError(f"load unit {group} is not in the load plan")
+    if st.exists("apply/checkpoint.json"):
+        pending = [c for c in lp["groups"][group] if not st.exists(_done_key(c))]
+        if pending:
+            raise TurnoutError(
+                f"load unit {group} has {len(pending)} unfinished chunks but change apply has already started: loading "
+                "them now could overwrite newer changes; start the migration over with a fresh staging prefix")
+    tr, sink = ctx.transform, ctx.sink
+    rate = ctx.spec.rate_limits.write_items_per_second / ctx.spec.rate_limits.parallel_tasks
+    bucket = TokenBucket(rate)
+    batch_n = sink.capabilities.max_batch_items
+    totals = {"chunks": 0, "skipped": 0, "items": 0, "written": 0, "rejected": 0}
+    t0, last_log = time.monotonic(), 0.0
+    chunks = lp["groups"][group]
+    with ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
+        for chunk in chunks:
+            dk = _done_key(chunk)
+            if st.exists(dk):
+                totals["skipped"] += 1
+                continue
+            if on_chunk:
+                on_chunk(chunk)
+            items, bad = [], []
+            for n, doc in enumerate(st.iter_jsonl_gz(chunk), 1):
+                try:
+                    items.append(tr.item(item_from_json(doc)))
+                except RecordError as exc:
+                    bad.append((doc, f"{chunk} line {n}: {exc}"))
+
+            def write(batch):
+                bucket.take(len(batch))
+                return sink.write_items(batch)
+
+            results = list(pool.map(write, [items[i : i + batch_n] for i in range(0, len(items), batch_n)]))
+            written = sum(r.written for r in results)
+            rejected = bad + [rj for r in results for rj in r.rejected]
+            name = chunk.removeprefix("export/").replace("/", "-").removesuffix(".jsonl.gz")
+            dead_letter(ctx, "load", name, rejected)
+            st.put_json(dk, {"items": len(items) + len(bad), "written": written, "rejected": len(rejected),
+                             "at": ctx.clock(), **ctx.whoami()})
+            totals["chunks"] += 1
+            totals["items"] += len(items) + len(bad)
+            totals["written"] += written
+            totals["rejected"] += len(rejected)
+            now = time.monotonic()
+            if now - last_log > 10 or totals["chunks"] + totals["skipped"] == len(chunks):
+                last_log = now
+                rate_now = totals["written"] / max(now - t0, 1e-6)
+                left = len(chunks) - totals["chunks"] - totals["skipped"]
+                per_chunk = (now - t0) / max(totals["chunks"], 1)
+                ctx.progress("load", unit=group, done=totals["chunks"] + totals["skipped"], total=len(chunks),
+                             items=totals["written"], rate=f"{rate_now:.0f}/s", eta_s=f"{left * per_chunk:.0f}")
+    if totals["rejected"]:
+        raise DeadLetterError(
+            f"load unit {group}: {totals['rejected']} records rejected by the target; see "
+            f"{st.url}/deadletter/load/ (reasons recorded with each record)")
+    return {"unit": group, **totals}
+
+
+# ---------------------------------------------------------------------------------- capture
+
+
+def _stop_requested(ctx: Context) -> bool:
+    c = ctx.staging.get_json("control/capture.json") or {}
+    return bool(c.get("stop"))
+
+
+def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
+    """Read every shard (parents before children) into the durable change log until told to stop."""
+    st = ctx.staging
+    pos = st.get_json("state/positions.json")
+    if pos is None:
+        raise TurnoutError("no recorded stream position: start_cdc has not run")
+    reader = ctx.stream_reader(pos["stream_arn"], pos["key_attributes"])
+    ck = st.get_json("capture/checkpoint.json") or {"next_file": 0, "records": 0, "skipped_old": 0, "shards": {}}
+    # adopt files written after the last checkpoint (killed between the file write and the checkpoint)
+    for n in changelog.file_numbers(st, ck["next_file"]):
+        if n != ck["next_file"]:
+            raise TurnoutError(f"change log has a gap: file {n} after {ck['next_file'] - 1}")
+        changes = changelog.read_file(st, n)
+        for c in changes:
+            sid, _, seq = c.origin.rpartition("/")
+            s = ck["shards"].setdefault(sid, {"last_seq": None, "closed": False})
+            if s["last_seq"] is None or int(seq) > int(s["last_seq"]):
+                s["last_seq"] = seq
+        ck["records"] += len(changes)
+        ck["next_file"] = n + 1
+        ctx.log.info("TURNOUT capture adopted change log file %d (%d changes) written before a restart", n,
+                     len(changes))
+    st.put_json("capture/checkpoint.json", ck)
+    not_before = pos["not_before"]
+    iters: dict[str, Optional[str]] = {}
+    shards: list[dict] = []
+    shards_at = 0.0
+    at_tip: dict[str, bool] = {}
+    tip_poll_at: Optional[float] = None
+    last_hb, last_log, started = 0.0, 0.0, time.monotonic()
+    rec0 = ck["records"]
+    stopped_by = None
+
+    def heartbeat(stopped=False):
+        st.put_json("capture/heartbeat.json", {
+            **ctx.whoami(), "at": ctx.clock(), "records": ck["records"], "next_file": ck["next_file"],
+            "tip_poll_at": tip_poll_at, "at_tip": bool(at_tip) and all(at_tip.values()),
+            "open_shards": sum(1 for s in shards if not ck["shards"].get(s["ShardId"], {}).get("closed")),
+            "stopped": stopped, "run_id": ctx.run_id})
+
+    while True:
+        if _stop_requested(ctx):
+            stopped_by = "stop requested"
+            break
+        if max_seconds is not None and time.monotonic() - started > max_seconds:
+            stopped_by = "max_seconds"
+            break
+        now_m = time.monotonic()
+        if not shards or now_m - shards_at > 10 or any(
+                ck["shards"].get(s["ShardId"], {}).get("closed") for s in shards if s["ShardId"] in iters):
+            shards, shards_at = reader.shards(), now_m
+        known = {s["ShardId"] for s in shards}
+        poll_started = ctx.clock()
+        any_records = False
+        for s in shards:
+            sid = s["ShardId"]
+            state = ck["shards"].setdefault(sid, {"last_seq": None, "closed": False})
+            if state["closed"]:
+                iters.pop(sid, None)
+                at_tip.pop(sid, None)
+                continue
+            parent = s.get("ParentShardId")
+            if parent and parent in known and not ck["shards"].get(parent, {}).get("closed"):
+                continue  # parents before children: per-key order across a shard split
+            it = iters.get(sid)
+            if it is None:
+                it = reader.iterator(sid, state["last_seq"])
+            try:
+                recs, nxt = reader.get_records(it)
+            except Exception as exc:
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                if code == "ExpiredIteratorException":
+                    iters[sid] = None
+                    continue
+                if code == "TrimmedDataAccessException":
+                    raise TurnoutError(
+                        f"shard {sid}: stream records after {state['last_seq']} were trimmed before the capture "
+                        "read them (the capture was down longer than the stream's retention). Changes are lost: "
+                        "the migration must start over from a new position") from None
+                raise
+            changes, bad = [], []
+            for r in recs:
+                try:
+                    c = reader.to_change(r, sid)
+                except RecordError as exc:
+                    bad.append((r.get("dynamodb", {}).get("Keys") or {}, str(exc)))
+                    continue
+                if c.created_at and c.created_at < not_before:
+                    ck["skipped_old"] += 1
+                    continue
+                changes.append(c)
+            if bad:
+                dead_letter(ctx, "capture", f"{sid}-{recs[0]['dynamodb']['SequenceNumber']}", bad)
+            if changes:
+                changelog.write_file(st, ck["next_file"], changes, ctx.clock())
+                ck["next_file"] += 1
+                ck["records"] += len(changes)
+            if recs:
+                state["last_seq"] = recs[-1]["dynamodb"]["SequenceNumber"]
+                any_records = True
+            if nxt is None:
+                state["closed"] = True
+                ctx.log.info("TURNOUT capture shard %s finished (closed)", sid)
+            if recs or nxt is None:
+                st.put_json("capture/checkpoint.json", ck)  # after the change log write is durable
+            iters[sid] = nxt
+            at_tip[sid] = not recs
+        if at_tip and all(at_tip.values()):
+            tip_poll_at = poll_started
+        now_m = time.monotonic()
+        if now_m - last_hb >= ctx.spec.capture.heartbeat_seconds:
+            last_hb = now_m
+            heartbeat()
+        if now_m - last_log >= 10:
+            last_log = now_m
+            el = now_m - started
+            ctx.progress("capture", records=ck["records"], files=ck["next_file"], shards=len(shards),
+                         rate=f"{(ck['records'] - rec0) / max(el, 1e-6):.0f}/s",
+                         at_tip=bool(at_tip) and all(at_tip.values()))
+        if not any_records:
+            time.sleep(ctx.spec.capture.poll_interval_seconds)
+    st.put_json("capture/checkpoint.json", ck)
+    heartbeat(stopped=stopped_by == "stop requested")
+    ctx.progress("capture", records=ck["records"], files=ck["next_file"], status="stopped", why=stopped_by)
+    return {"records": ck["records"], "files": ck["next_file"], "stopped": stopped_by}
+
+
+# ---------------------------------------------------------------------------------- apply
+
+
+def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_batch: int = 50) -> dict:
+    """Apply the change log to the target, in lanes, until the capture has stopped and all is applied.
+
+    Per batch of files, changes are coalesced per key to the newest version (so a key is written once
+    per batch and never regresses), split into lanes by a stable hash of the key and written in
+    parallel; the checkpoint moves only after every lane's writes were acknowledged. A version
+    ledger (rebuilt from the applied part of the log on restart) drops changes older than what the
+    target already holds."""
+    st = ctx.staging
+    tr, sink = ctx.transform, ctx.sink
+    lanes = ctx.spec.apply.lanes
+    ck = st.get_json("apply/checkpoint.json") or {
+        "next_file": 0, "consumed": 0, "puts": 0, "deletes": 0, "stale": 0, "rejected": 0, "newest_ts": None,
+        "started_at": ctx.clock()}
+    st.put_json("apply/checkpoint.json", ck)
+    ledger: dict[str, list[int]] = {}
+    for _n, c in changelog.iter_changes(st, 0, ck["next_file"]):
+        kt = key_text(tr.key(c.key))
+        if kt not in ledger or c.version > ledger[kt]:
+            ledger[kt] = c.version
+    if ck["next_file"]:
+        ctx.log.info("TURNOUT apply resuming at change log file %d (ledger of %d keys rebuilt)", ck["next_file"],
+                     len(ledger))
+    started, last_hb, last_log = time.monotonic(), 0.0, 0.0
+    consumed0 = ck["consumed"]
+    stopped_by = None
+
+    def heartbeat(stopped=False):
+        st.put_json("apply/heartbeat.json", {**ctx.whoami(), "at": ctx.clock(), "next_file": ck["next_file"],
+                                             "consumed": ck["consumed"], "newest_ts": ck["newest_ts"],
+                                             "stopped": stopped, "run_id": ctx.run_id})
+
+    pool = ThreadPoolExecutor(lanes)
+    try:
+        while True:
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                stopped_by = "max_seconds"
+                break
+            files = []
+            for n in changelog.file_numbers(st, ck["next_file"]):
+                if n != ck["next_file"] + len(files) or len(files) >= max_files_per_batch:
+                    break
+                files.append(n)
+            if not files:
+                cap = st.get_json("capture/heartbeat.json") or {}
+                if _stop_requested(ctx) and cap.get("stopped") and cap.get("next_file", 0) <= ck["next_file"]:
+                    stopped_by = "stop requested"
+                    break
+                now_m = time.monotonic()
+                if now_m - last_hb >= ctx.spec.capture.heartbeat_seconds:
+                    last_hb = now_m
+                    heartbeat()
+                time.sleep(ctx.spec.apply.poll_interval_seconds)
+                continue
+            latest: dict[str, tuple[Change, Item]] = {}
+            consumed, stale, newest = 0, 0, ck["newest_ts"]
+            bad: list[tuple[Any, str]] = []
+            for n in files:
+                for c in changelog.read_file(st, n):
+                    consumed += 1
+                    newest = c.created_at if newest is None else max(newest, c.created_at)
+                    try:
+                        tkey = tr.key(c.key)
+                        kt = key_text(tkey)
+                        if c.op == "put":
+                            c = Change(key=tkey, op="put", image=tr.item(c.image), version=c.version,
+                                       created_at=c.created_at, origin=c.origin)
+                        else:
+                            c = Change(key=tkey, op="delete", image=None, version=c.version,
+                                       created_at=c.created_at, origin=c.origin)
+                    except RecordError as exc:
+                        bad.append((c.image or c.key, f"change {c.origin}: {exc}"))
+                        continue
+                    if (kt in ledger and ledger[kt] >= c.version) or (kt in latest and latest[kt][0].version >= c.version):
+                        stale += 1
+                        continue
+                    latest[kt] = (c, tkey)
+            by_lane: list[list[Change]] = [[] for _ in range(lanes)]
+            for kt, (c, _k) in latest.items():
+                by_lane[stable_bucket(kt, lanes)].append(c)
+            results = list(pool.map(sink.apply_changes, [lane for lane in by_lane if lane]))
+            rejected = bad + [rj for r in results for rj in r.rejected]
+            dead_letter(ctx, "apply", f"files-{files[0]:012d}-{files[-1]:012d}", rejected)
+            for kt, (c, _k) in latest.items():
+                ledger[kt] = c.version
+            ck["next_file"] = files[-1] + 1
+            ck["consumed"] += consumed
+            ck["stale"] += stale
+            ck["puts"] += sum(1 for c, _ in latest.values() if c.op == "put")
+            ck["deletes"] += sum(1 for c, _ in latest.values() if c.op == "delete")
+            ck["rejected"] += len(rejected)
+            ck["newest_ts"] = newest
+            st.put_json("apply/checkpoint.json", ck)  # only after the target acknowledged every lane
+            now_m = time.monotonic()
+            if now_m - last_hb >= ctx.spec.capture.heartbeat_seconds:
+                last_hb = now_m
+                heartbeat()
+            if now_m - last_log >= 10:
+                last_log = now_m
+                lag = lag_status(ctx)
+                ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"],
+                             stale=ck["stale"], backlog=lag["backlog"], lag_s=lag["lag_seconds"],
+                             rate=f"{(ck['consumed'] - consumed0) / max(now_m - started, 1e-6):.0f}/s")
+    finally:
+        pool.shutdown(wait=True)
+    heartbeat(stopped=stopped_by == "stop requested")
+    ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"], stale=ck["stale"],
+                 status="stopped", why=stopped_by)
+    return {k: ck[k] for k in ("consumed", "puts", "deletes", "stale", "rejected", "next_file")} | {"stopped": stopped_by}
+
+
+# ---------------------------------------------------------------------------------- lag
+
+
+def lag_status(ctx_or_staging, now: float | None = None) -> dict:
+    """Backlog (changes captured, not yet applied) and lag in seconds.
+
+    With a backlog, lag = now − creation time of the newest applied change (the issue's definition);
+    with none, lag = the age of the capture's last poll that found every shard at its tip."""
+    st = getattr(ctx_or_staging, "staging", ctx_or_staging)
+    now = time.time() if now is None else now
+    cap = st.get_json("capture/checkpoint.json") or {"records": 0, "next_file": 0}
+    caphb = st.get_json("capture/heartbeat.json") or {}
+    app = st.get_json("apply/checkpoint.json") or {"consumed": 0, "next_file": 0, "newest_ts": None}
+    apphb = st.get_json("apply/heartbeat.json") or {}
+    pos = st.get_json("state/positions.json") or {}
+    backlog = max(0, cap["records"] - app["consumed"])
+    if backlog > 0 or not caphb.get("tip_poll_at"):
+        ref = app.get("newest_ts") or pos.get("recorded_at") or now
+    else:
+        ref = caphb["tip_poll_at"]
+    dl = sum(1 for _ in st.list("deadletter/"))
+    return {
+        "backlog": backlog,
+        "lag_seconds": round(max(0.0, now - ref), 3),
+        "captured": cap["records"],
+        "applied": app["consumed"],
+        "capture_heartbeat_age": round(now - caphb["at"], 1) if caphb.get("at") else None,
+        "apply_heartbeat_age": round(now - apphb["at"], 1) if apphb.get("at") else None,
+        "capture_at_tip": bool(caphb.get("at_tip")),
+        "dead_letter_files": dl,
+        "at": now,
+    }
+
+
+def record_lag(ctx: Context, sample: dict) -> None:
+    """Keep a lag history in staging (for the report's picture and the UI)."""
+    hist = ctx.staging.get_json("reports/lag-history.json") or []
+    hist.append({k: sample[k] for k in ("at", "lag_seconds", "backlog", "captured", "applied")})
+    ctx.staging.put_json("reports/lag-history.json", hist[-5000:])
+
+
+def catch_up_check(ctx: Context, state: dict) -> tuple[bool, dict]:
+    """One look for the catch-up gate. ``state`` carries ``under_since`` between looks.
+
+    Done when the lag has stayed under the threshold for stable_seconds with both the capture and the
+    apply alive. Raises on dead letters (fail closed) or when the timeout has passed."""
+    cu = ctx.spec.catch_up
+    s = lag_status(ctx)
+    dl = dead_letter_count(ctx) if s["dead_letter_files"] else {}
+    if dl:
+        raise DeadLetterError(f"records in the dead-letter store ({dl}); see {ctx.staging.url}/deadletter/")
+    alive = (s["capture_heartbeat_age"] is not None and s["capture_heartbeat_age"] < 60
+             and s["apply_heartbeat_age"] is not None and s["apply_heartbeat_age"] < 60)
+    under = alive and s["lag_seconds"] <= cu.lag_threshold_seconds
+    if under:
+        state.setdefault("under_since", s["at"])
+    else:
+        state.pop("under_since", None)
+    state.setdefault("first_at", s["at"])
+    if s["at"] - state["first_at"] > cu.timeout_hours * 3600:
+        raise TurnoutError(f"catch-up did not settle within {cu.timeout_hours} h (lag {s['lag_seconds']} s)")
+    stable_for = s["at"] - state["under_since"] if "under_since" in state else 0.0
+    s.update(alive=alive, stable_for=round(stable_for, 1), threshold=cu.lag_threshold_seconds)
+    record_lag(ctx, s)
+    return (under and stable_for >= cu.stable_seconds), s
+
+
+# ---------------------------------------------------------------------------------- cutover
+
+
+def request_stop(ctx: Context, why: str) -> dict:
+    ctx.staging.put_json("control/capture.json", {"stop": True, "why": why, "at": ctx.clock(), "run_id": ctx.run_id})
+    ctx.log.info("TURNOUT stop requested for capture and apply: %s", why)
+    return {"stop": True, "why": why}
+
+
+def drain(ctx: Context, freeze_at: float) -> dict:
+    """After writes are frozen: wait until the capture has polled the stream's tip after the freeze,
+    everything captured is applied, and no new change arrived for cutover.quiet_seconds."""
+    co = ctx.spec.cutover
+    deadline = time.time() + co.drain_timeout_seconds
+    last_records, quiet_since = None, time.time()
+    while True:
+        s = lag_status(ctx)
+        hb = ctx.staging.get_json("capture/heartbeat.json") or {}
+        if s["capture_heartbeat_age"] is None or s["capture_heartbeat_age"] > 60 + 3 * ctx.spec.capture.heartbeat_seconds:
+            raise TurnoutError(f"the capture is not running (last heartbeat {s['capture_heartbeat_age']} s ago); "
+                               "cannot drain: clear the capture task to restart it")
+        if s["captured"] != last_records:
+            last_records, quiet_since = s["captured"], time.time()
+        tip_after_freeze = (hb.get("tip_poll_at") or 0) > freeze_at
+        quiet = time.time() - quiet_since >= co.quiet_seconds
+        ctx.progress("cutover_drain", backlog=s["backlog"], captured=s["captured"], applied=s["applied"],
+                     tip_after_freeze=tip_after_freeze, quiet_for=f"{time.time() - quiet_since:.0f}s")
+        if tip_after_freeze and quiet and s["backlog"] == 0:
+            return s
+        if time.time() > deadline:
+            raise TurnoutError(f"drain did not finish within {co.drain_timeout_seconds} s: {s}")
+        time.sleep(min(2.0, max(0.2, co.quiet_seconds / 5)))
+
+
+def wait_stopped(ctx: Context, timeout: float = 300) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        cap = ctx.staging.get_json("capture/heartbeat.json") or {}
+        app = ctx.staging.get_json("apply/heartbeat.json") or {}
+        if cap.get("stopped") and app.get("stopped") and app.get("next_file", -1) >= cap.get("next_file", 0):
+            return {"capture_files": cap.get("next_file"), "applied_files": app.get("next_file")}
+        time.sleep(1)
+    raise TurnoutError(f"capture/apply did not stop within {timeout} s")
+
+
+def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float | None = None,
+            validate_fn: Callable[[Context], dict] | None = None) -> dict:
+    from .validate import validate
+
+    done = cutover_done(ctx)
+    if done:
+        return done
+    freeze_at = approved_at or ctx.clock()
+    ctx.log.info("TURNOUT cutover: writes frozen at %.3f (approved by %s); draining the change log", freeze_at,
+                 approved_by)
+    drained = drain(ctx, freeze_at)
+    result = (validate_fn or validate)(ctx, final=True)
+    request_stop(ctx, "cutover")
+    stopped = wait_stopped(ctx)
+    app = ctx.staging.get_json("apply/checkpoint.json") or {}
+    summary = {
+        "at": ctx.clock(), "approved_by": approved_by, "freeze_at": freeze_at,
+        "final_lag_seconds": drained["lag_seconds"], "changes_captured": drained["captured"],
+        "changes_applied": app.get("consumed"), "puts": app.get("puts"), "deletes": app.get("deletes"),
+        "stale_skipped": app.get("stale"), "validation": result, **stopped,
+    }
+    ctx.staging.put_json("reports/cutover.json", summary)
+    ctx.staging.put_json("state/cutover.json", summary)
+    ctx.log.info("TURNOUT cutover complete; report at %s/reports/cutover.json", ctx.staging.url)
+    return summary

@@ -1,0 +1,81 @@
+"""What a phase needs to run: the spec, staging, and adapter configs per side.
+
+The Airflow plugin builds a :class:`Context` from Connections; tests and scripts build one directly.
+Nothing here reaches a worker's local disk except through a local-path staging (single machine only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Optional
+
+from .adapters.dynamodb import DynamoDBConfig, DynamoDBSink, DynamoDBSource, StreamReader
+from .spec import MigrationSpec
+from .staging import Staging, open_staging
+from .transform import Transform
+
+
+@dataclass
+class Context:
+    spec: MigrationSpec
+    staging: Staging  # the migration's own root (already under <url>/<name>)
+    source_config: Any
+    target_config: Any
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("turnout"))
+    s3_client_factory: Optional[Callable[[], Any]] = None
+    run_id: str = ""
+    clock: Callable[[], float] = time.time
+
+    @cached_property
+    def source(self) -> DynamoDBSource:
+        if self.spec.source.kind == "dynamodb":
+            return DynamoDBSource(self.source_config, self.spec.source.table)
+        raise NotImplementedError(self.spec.source.kind)
+
+    @cached_property
+    def sink(self) -> DynamoDBSink:
+        t = self.spec.target
+        if t.kind == "dynamodb":
+            return DynamoDBSink(self.target_config, t.table, max_item_bytes=t.max_item_bytes, billing_mode=t.billing_mode)
+        raise NotImplementedError(t.kind)
+
+    def stream_reader(self, arn: str, key_attributes: list[str]) -> StreamReader:
+        return StreamReader(self.source_config, arn, key_attributes)
+
+    @cached_property
+    def transform(self) -> Transform:
+        plan = self.staging.get_json("state/preflight.json") or {}
+        key = plan.get("source_key") or self.source.describe().key_attributes
+        return Transform.from_spec(self.spec.mapping, key)
+
+    def progress(self, phase: str, **fields) -> None:
+        """One parseable progress line: ``TURNOUT phase=load chunk=3 items=1200 rate=850.1/s``."""
+        parts = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
+        self.log.info("TURNOUT phase=%s %s", phase, parts)
+
+    def whoami(self) -> dict:
+        return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def make_context(spec: MigrationSpec, source_config, target_config, *, staging_s3_factory=None,
+                 s3_client_factory=None, run_id: str = "", log: logging.Logger | None = None) -> Context:
+    root = open_staging(spec.staging.url, staging_s3_factory).child(spec.name)
+    return Context(spec=spec, staging=root, source_config=source_config, target_config=target_config,
+                   s3_client_factory=s3_client_factory, run_id=run_id, log=log or logging.getLogger("turnout"))
+
+
+__all__ = ["Context", "make_context", "DynamoDBConfig"]

@@ -1,0 +1,48 @@
+"""Pure per-record transforms. The same function runs at load, at change apply and on the source
+side of validation, so "what the target should hold" has exactly one definition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .codec import Item
+from .errors import RecordError
+
+
+@dataclass(frozen=True)
+class Transform:
+    source_key: tuple[str, ...]  # source key attributes (partition first)
+    rename: tuple[tuple[str, str], ...] = ()
+    drop: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_spec(cls, mapping, source_key: list[str]) -> "Transform":
+        dropped_keys = set(mapping.drop) & set(source_key)
+        if dropped_keys:
+            raise RecordError(f"mapping.drop removes key attributes {sorted(dropped_keys)}")
+        return cls(tuple(source_key), tuple(sorted(mapping.rename.items())), frozenset(mapping.drop))
+
+    @property
+    def target_key(self) -> tuple[str, ...]:
+        r = dict(self.rename)
+        return tuple(r.get(a, a) for a in self.source_key)
+
+    def item(self, item: Item) -> Item:
+        for a in self.source_key:
+            if a not in item:
+                raise RecordError(f"item lacks key attribute {a!r}", key={k: item[k] for k in self.source_key if k in item})
+        if not self.rename and not self.drop:
+            return item
+        r = dict(self.rename)
+        return {r.get(k, k): v for k, v in item.items() if k not in self.drop}
+
+    def key(self, source_key: Item) -> Item:
+        """The target key of a source key."""
+        r = dict(self.rename)
+        try:
+            return {r.get(a, a): source_key[a] for a in self.source_key}
+        except KeyError as exc:
+            raise RecordError(f"key lacks attribute {exc.args[0]!r}", key=source_key) from None
+
+    def target_key_of(self, target_item: Item) -> Item:
+        return {a: target_item[a] for a in self.target_key}

@@ -1,0 +1,48 @@
+"""Hooks: Airflow Connections -> engine adapter configs. No secrets ever live in a spec."""
+
+from __future__ import annotations
+
+from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from turnout.adapters.dynamodb import DynamoDBConfig
+from turnout.errors import PreflightError
+
+
+def _require_connection(conn_id: str, where: str) -> None:
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except Exception as exc:
+        raise PreflightError(
+            f"{where}: Airflow connection {conn_id!r} is not defined ({type(exc).__name__}); create it under "
+            f"Admin -> Connections or as AIRFLOW_CONN_{conn_id.upper()}") from None
+
+
+class TurnoutDynamoDBHook(DynamoDBHook):
+    """DynamoDBHook that hands the engine a plain :class:`DynamoDBConfig` (works for any DynamoDB-API
+    endpoint: set ``endpoint_url`` in the connection's extra, e.g. a ScyllaDB Alternator node)."""
+
+    def adapter_config(self) -> DynamoDBConfig:
+        session = self.get_session()
+        creds = session.get_credentials()
+        frozen = creds.get_frozen_credentials() if creds else None
+        return DynamoDBConfig(
+            region_name=self.region_name or session.region_name or "us-east-1",
+            endpoint_url=self.conn_config.get_service_endpoint_url("dynamodb"),
+            aws_access_key_id=frozen.access_key if frozen else None,
+            aws_secret_access_key=frozen.secret_key if frozen else None,
+            aws_session_token=frozen.token if frozen else None,
+        )
+
+
+def dynamodb_config(conn_id: str, where: str) -> DynamoDBConfig:
+    _require_connection(conn_id, where)
+    return TurnoutDynamoDBHook(aws_conn_id=conn_id).adapter_config()
+
+
+def s3_client_factory(conn_id: str | None, where: str):
+    if conn_id:
+        _require_connection(conn_id, where)
+    return lambda: S3Hook(aws_conn_id=conn_id).get_conn()

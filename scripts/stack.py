@@ -1,0 +1,161 @@
+"""The embedded local stack: DynamoDB Local as source and as target, and moto's S3 for staging.
+
+Every server binds 127.0.0.1 only, is started from the project's own files, recorded by PID in the
+state directory, and stopped by PID.
+
+    python scripts/stack.py up [--dir .stack]     # prints the endpoints as JSON
+    python scripts/stack.py down [--dir .stack]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EMULATOR = ROOT / ".deps" / "dynamodb-local"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before answering on 127.0.0.1:{port}")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not answer on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def _spawn(name: str, cmd: list[str], state: Path, env: dict | None = None) -> subprocess.Popen:
+    state.mkdir(parents=True, exist_ok=True)
+    log = open(state / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    (state / f"{name}.pid").write_text(str(proc.pid))
+    return proc
+
+
+def ddb_command(port: int) -> list[str]:
+    if not (EMULATOR / "DynamoDBLocal.jar").exists():
+        raise RuntimeError(f"DynamoDB Local not installed at {EMULATOR}: run `make deps` (scripts/install_deps.sh)")
+    launcher = ROOT / "scripts" / "ddb-local" / "run.sh"
+    return ["bash", str(launcher), str(EMULATOR), str(port)]
+
+
+def start_dynamodb(name: str, state: Path, port: int | None = None) -> dict:
+    port = port or free_port()
+    proc = _spawn(name, ddb_command(port), state)
+    wait_port(port, 60, proc, f"DynamoDB Local ({name})")
+    return {"name": name, "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid}
+
+
+def start_moto(state: Path, port: int | None = None) -> dict:
+    port = port or free_port()
+    exe = VENV_BIN / "moto_server"
+    proc = _spawn("moto", [str(exe), "-H", "127.0.0.1", "-p", str(port)], state)
+    wait_port(port, 30, proc, "moto server")
+    return {"name": "moto", "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid}
+
+
+def up(state: Path) -> dict:
+    state = state.absolute()
+    existing = state / "endpoints.json"
+    if existing.exists():
+        eps = json.loads(existing.read_text())
+        if all(_alive(e["pid"]) for e in eps.values()):
+            return eps
+        down(state)
+    eps = {}
+    try:
+        eps["source"] = start_dynamodb("ddb-source", state)
+        eps["target"] = start_dynamodb("ddb-target", state)
+        eps["s3"] = start_moto(state)
+    except Exception:
+        down(state)
+        raise
+    existing.write_text(json.dumps(eps, indent=2))
+    return eps
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def stop_pid(pid: int, timeout: float = 10) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return
+    deadline = time.time() + timeout
+    while time.time() < deadline and _alive(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def down(state: Path) -> list[str]:
+    stopped = []
+    for pidfile in sorted(Path(state).glob("*.pid")):
+        try:
+            pid = int(pidfile.read_text().strip())
+        except ValueError:
+            pidfile.unlink()
+            continue
+        stop_pid(pid)
+        pidfile.unlink()
+        stopped.append(f"{pidfile.stem}:{pid}")
+    (Path(state) / "endpoints.json").unlink(missing_ok=True)
+    return stopped
+
+
+def aws_conn_uri(endpoint: str) -> str:
+    """An Airflow aws connection (JSON form) pointing at a local endpoint, with dummy credentials."""
+    return json.dumps({"conn_type": "aws", "login": "local", "password": "local",
+                       "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["up", "down"])
+    ap.add_argument("--dir", default=str(ROOT / ".stack"))
+    a = ap.parse_args(argv)
+    if a.command == "up":
+        print(json.dumps(up(Path(a.dir)), indent=2))
+    else:
+        print("stopped:", " ".join(down(Path(a.dir))) or "nothing")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

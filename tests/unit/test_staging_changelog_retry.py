@@ -1,0 +1,59 @@
+import pytest
+
+from turnout import changelog
+from turnout.adapters.base import Change
+from turnout.errors import StagingError
+from turnout.retry import TokenBucket, backoff_delays
+from turnout.staging import LocalStaging, open_staging
+
+
+def test_local_staging_put_get_list(tmp_path):
+    st = open_staging(str(tmp_path)).child("mig")
+    st.put_json("state/a.json", {"x": 1})
+    st.put_jsonl_gz("export/seg-00000/chunk-00000.jsonl.gz", [{"a": 1}, {"b": "ü"}])
+    assert st.get_json("state/a.json") == {"x": 1}
+    assert st.get_json("state/missing.json", default=5) == 5
+    assert list(st.iter_jsonl_gz("export/seg-00000/chunk-00000.jsonl.gz")) == [{"a": 1}, {"b": "ü"}]
+    assert st.list("export/") == ["export/seg-00000/chunk-00000.jsonl.gz"]
+    assert st.list("state/") == ["state/a.json"]
+    assert not list(tmp_path.rglob(".tmp-*"))  # atomic writes leave no temp files
+    with pytest.raises(StagingError, match="not in staging"):
+        st.get_bytes("nope")
+
+
+def test_local_staging_refuses_escape(tmp_path):
+    st = LocalStaging(tmp_path)
+    with pytest.raises(StagingError, match="escapes"):
+        st.put_bytes("../outside", b"x")
+
+
+def test_changelog_files_round_trip_in_order(tmp_path):
+    st = LocalStaging(tmp_path)
+    c1 = Change(key={"pk": {"S": "a"}}, op="put", image={"pk": {"S": "a"}, "b": {"B": b"\x00"}}, version=[5],
+                created_at=1.5, origin="shard-1/5")
+    c2 = Change(key={"pk": {"S": "a"}}, op="delete", image=None, version=[9], created_at=2.0, origin="shard-1/9")
+    changelog.write_file(st, 0, [c1], 10.0)
+    changelog.write_file(st, 1, [c2], 11.0)
+    assert changelog.file_numbers(st) == [0, 1]
+    assert [c for _, c in changelog.iter_changes(st)] == [c1, c2]
+    assert [c for _, c in changelog.iter_changes(st, 1)] == [c2]
+
+
+def test_token_bucket_limits_rate_with_fake_clock():
+    now = [0.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    tb = TokenBucket(100, clock=lambda: now[0], sleep=sleep)
+    for _ in range(30):
+        tb.take(25)  # 750 units at 100/s: ~6.5 s after the first second's burst
+    assert 6.0 <= now[0] <= 7.5
+    assert TokenBucket(0).take(10**9) == 0.0
+
+
+def test_backoff_is_bounded_and_jittered():
+    ds = list(backoff_delays(base=0.1, cap=2.0, attempts=10))
+    assert len(ds) == 10 and all(0 <= d <= 2.0 for d in ds)
