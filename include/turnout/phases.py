@@ -298,7 +298,8 @@ def native_export_start(ctx: Context) -> dict:
     else:
         desc = ctx.source.describe_table()
         resp = ctx.source.client.export_table_to_point_in_time(
-            TableArn=desc["TableArn"], S3Bucket=e.native_s3_bucket, S3Prefix=e.native_s3_prefix,
+            TableArn=desc["TableArn"], S3Bucket=e.native_s3_bucket,
+            S3Prefix=f"{e.native_s3_prefix.strip('/')}/{ctx.spec.name}/{int(plan['recorded_at'])}",
             ExportFormat="DYNAMODB_JSON", ExportTime=max(plan["recorded_at"], ctx.clock()))
         arn = resp["ExportDescription"]["ExportArn"]
     plan["native_arn"] = arn
@@ -322,8 +323,9 @@ def native_export_poll(ctx: Context) -> dict:
     if status != "COMPLETED":
         return {"status": status}
     bucket = d.get("S3Bucket") or ctx.spec.export.native_s3_bucket
-    prefix = export_prefix(plan["native_arn"], d.get("S3Prefix") or ctx.spec.export.native_s3_prefix)
-    files = list_data_files(ctx.s3_client_factory(), bucket, prefix)
+    s3 = ctx.s3_client_factory()
+    prefix = export_prefix(plan["native_arn"], d.get("S3Prefix") or ctx.spec.export.native_s3_prefix, s3, bucket)
+    files = list_data_files(s3, bucket, prefix)
     plan.update(native_files=files, native_bucket=bucket, segments=len(files))
     st.put_json("state/export_plan.json", plan)
     return {"status": "COMPLETED", "files": len(files)}
@@ -614,7 +616,7 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
                 time.sleep(ctx.spec.apply.poll_interval_seconds)
                 continue
             latest: dict[str, tuple[Change, Item]] = {}
-            consumed, stale, newest = 0, 0, ck["newest_ts"]
+            consumed, stale, coalesced, newest = 0, 0, 0, ck["newest_ts"]
             bad: list[tuple[Any, str]] = []
             for n in files:
                 for c in changelog.read_file(st, n):
@@ -635,6 +637,8 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
                     if (kt in ledger and ledger[kt] >= c.version) or (kt in latest and latest[kt][0].version >= c.version):
                         stale += 1
                         continue
+                    if kt in latest:
+                        coalesced += 1
                     latest[kt] = (c, tkey)
             by_lane: list[list[Change]] = [[] for _ in range(lanes)]
             for kt, (c, _k) in latest.items():
@@ -647,6 +651,7 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
             ck["next_file"] = files[-1] + 1
             ck["consumed"] += consumed
             ck["stale"] += stale
+            ck["coalesced"] = ck.get("coalesced", 0) + coalesced
             ck["puts"] += sum(1 for c, _ in latest.values() if c.op == "put")
             ck["deletes"] += sum(1 for c, _ in latest.values() if c.op == "delete")
             ck["rejected"] += len(rejected)
@@ -667,7 +672,8 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
     heartbeat(stopped=stopped_by == "stop requested")
     ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"], stale=ck["stale"],
                  status="stopped", why=stopped_by)
-    return {k: ck[k] for k in ("consumed", "puts", "deletes", "stale", "rejected", "next_file")} | {"stopped": stopped_by}
+    return {k: ck.get(k, 0) for k in ("consumed", "puts", "deletes", "stale", "coalesced", "rejected", "next_file")} | {
+        "stopped": stopped_by}
 
 
 # ---------------------------------------------------------------------------------- lag

@@ -38,5 +38,6 @@ fi
 # -disableTelemetry is parsed but not consulted by this DynamoDB Local build; the env var is what
 # actually gates telemetry. The launcher never reaches the telemetry code anyway.
 export DDB_LOCAL_TELEMETRY=0
-exec java -Xmx2g -Djava.library.path="$EMULATOR_DIR/DynamoDBLocal_lib" \
+# preferIPv4Stack: plain AF_INET socket, so the listener shows as 127.0.0.1:PORT (not [::ffff:127.0.0.1]).
+exec java -Xmx2g -Djava.net.preferIPv4Stack=true -Djava.library.path="$EMULATOR_DIR/DynamoDBLocal_lib" \
   -cp "$BUILD:$LIBCP" LoopbackLauncher "$PORT"

@@ -15,9 +15,23 @@ from ..codec import Item, item_from_json
 from ..errors import RecordError, TurnoutError
 
 
-def export_prefix(export_arn: str, s3_prefix: str) -> str:
-    export_id = export_arn.rsplit("/", 1)[-1]
-    return f"{s3_prefix.strip('/')}/AWSDynamoDB/{export_id}/".lstrip("/")
+def export_prefix(export_arn: str, s3_prefix: str, s3=None, bucket: str | None = None) -> str:
+    """The export's directory. AWS names it after the ARN's export id; moto uses an unrelated id, so
+    when s3 is given and the ARN's directory does not exist, the single export directory under the
+    prefix is taken (Turnout starts each native export under a prefix of its own)."""
+    base = f"{s3_prefix.strip('/')}/AWSDynamoDB/".lstrip("/")
+    by_arn = base + export_arn.rsplit("/", 1)[-1] + "/"
+    if s3 is None:
+        return by_arn
+    if s3.list_objects_v2(Bucket=bucket, Prefix=by_arn, MaxKeys=1).get("KeyCount", 0):
+        return by_arn
+    dirs = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+        dirs.update(base + o["Key"][len(base):].split("/", 1)[0] + "/" for o in page.get("Contents", []))
+    if len(dirs) != 1:
+        raise TurnoutError(f"cannot tell which export under s3://{bucket}/{base} belongs to {export_arn}: "
+                           f"found {sorted(dirs) or 'none'}")
+    return dirs.pop()
 
 
 def list_data_files(s3, bucket: str, prefix: str) -> list[dict]:
