@@ -83,7 +83,7 @@ class LiveWriter(threading.Thread):
         self.c, self.table, self.existing, self.rate = client(endpoint), table, existing, rate
         self.rnd = random.Random(seed_)
         self.stop_event = threading.Event()
-        self.counts = {"put_new": 0, "update": 0, "put_again": 0, "delete": 0, "errors": 0}
+        self.counts = {"put_new": 0, "update": 0, "update_of_deleted": 0, "put_again": 0, "delete": 0, "errors": 0}
         self.next_new = existing
         self.hot = [self.rnd.randrange(existing) for _ in range(50)]  # keys changed many times
 
@@ -99,11 +99,14 @@ class LiveWriter(threading.Thread):
             self.counts["put_new"] += 1
         elif r < 0.6:
             i = self.rnd.choice(self.hot) if self.rnd.random() < 0.5 else self.rnd.randrange(self.next_new)
-            self.c.update_item(TableName=self.table, Key=self.key(i),
-                               UpdateExpression="SET v = v + :one, note = :s ADD tags :t",
+            try:
+                self.c.update_item(TableName=self.table, Key=self.key(i), ConditionExpression="attribute_exists(pk)",
+                                   UpdateExpression="SET v = v + :one, note = :s ADD tags :t",
                                ExpressionAttributeValues={":one": {"N": "1"}, ":s": {"S": f"upd {time.time()}"},
-                                                          ":t": {"SS": [f"u{self.rnd.randint(0, 3)}"]}})
-            self.counts["update"] += 1
+                                                              ":t": {"SS": [f"u{self.rnd.randint(0, 3)}"]}})
+                self.counts["update"] += 1
+            except self.c.exceptions.ConditionalCheckFailedException:
+                self.counts["update_of_deleted"] += 1
         elif r < 0.85:
             i = self.rnd.choice(self.hot)
             self.c.put_item(TableName=self.table, Item=make_item(i, self.rnd.randint(2, 10**6)))

@@ -79,6 +79,8 @@ def build_dag(spec: MigrationSpec, spec_file: str = "") -> DAG:
                 if t.kind in ("catch_up", "plan_export"):
                     kw["retries"] = 3  # deferrals can race under LocalExecutor
                 if t.mapped_over:
+                    # the spec's rate is split between parallel_tasks tasks: never run more than that
+                    kw["max_active_tis_per_dagrun"] = spec.rate_limits.parallel_tasks
                     op = cls.partial(**kw).expand(unit=built[t.mapped_over].output)
                 else:
                     op = cls(**kw)

@@ -1,0 +1,229 @@
+"""`make demo`: a real live migration, end to end, on the embedded stack.
+
+Starts DynamoDB Local (source and target) and moto, seeds the source with items of every DynamoDB
+type, starts a live writer (puts, updates, deletes; the same keys more than once), runs the
+migration DAG on a real Airflow scheduler, freezes the writer and answers the cutover approval
+through Airflow's REST API (or leaves it to you in the UI with --approve ui), then prints items
+copied, changes applied, final lag, validation result and the report's location. Exits non-zero if
+the target differs from the source in an independent full-scan comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import airflow_local
+import stack
+import workload
+
+ROOT = Path(__file__).resolve().parent.parent
+DAG_ID = "migrate__demo_orders_to_alternator"
+TABLE = "orders"
+
+
+def say(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Migration:
+    """One demo/test run: stack + seeded source + live writer + Airflow."""
+
+    def __init__(self, workdir: Path, items: int, writer_rate: float = 50.0, airflow_port: int | None = None):
+        self.workdir = Path(workdir).absolute()
+        self.items, self.writer_rate = items, writer_rate
+        self.staging = self.workdir / "staging"
+        self.af: airflow_local.LocalAirflow | None = None
+        self.eps: dict = {}
+        self.writer: workload.LiveWriter | None = None
+        self.airflow_port = airflow_port
+
+    # ---------------------------------------------------------------- set-up / tear-down
+    def setup(self) -> None:
+        if self.workdir.exists():
+            stack.down(self.workdir / "stack")
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        say("starting the local stack (DynamoDB Local x2, moto S3), 127.0.0.1 only")
+        self.eps = stack.up(self.workdir / "stack")
+        src = workload.client(self.eps["source"]["endpoint"])
+        workload.create_table(src, TABLE)  # stream off: the spec lets Turnout enable it
+        t0 = time.time()
+        workload.seed(self.eps["source"]["endpoint"], TABLE, self.items)
+        say(f"seeded {self.items} items with every DynamoDB type in {time.time() - t0:.1f}s")
+        env = {
+            "AIRFLOW_CONN_TURNOUT_SOURCE": stack.aws_conn_uri(self.eps["source"]["endpoint"]),
+            "AIRFLOW_CONN_TURNOUT_TARGET": stack.aws_conn_uri(self.eps["target"]["endpoint"]),
+            "TURNOUT_STAGING": str(self.staging),
+        }
+        self.af = airflow_local.LocalAirflow(self.workdir / "airflow", env, port=self.airflow_port)
+        say("starting Airflow (api-server, scheduler, dag-processor, triggerer)")
+        self.af.start()
+        say(f"Airflow is up at {self.af.url} (user {self.af.user}, password {self.af.password})")
+
+    def teardown(self) -> None:
+        if self.writer and self.writer.is_alive():
+            self.writer.stop()
+        if self.af:
+            self.af.stop()
+        stack.down(self.workdir / "stack")
+
+    # ---------------------------------------------------------------- the run
+    def staged(self, key: str):
+        p = self.staging / "demo_orders_to_alternator" / key
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def start_writer(self) -> None:
+        self.writer = workload.LiveWriter(self.eps["source"]["endpoint"], TABLE, self.items, rate=self.writer_rate)
+        self.writer.start()
+        say(f"live writer started: ~{self.writer_rate:.0f} puts/updates/deletes per second on the source")
+
+    def trigger(self, conf: dict | None = None) -> str:
+        self.af.wait_dag(DAG_ID)
+        self.af.unpause(DAG_ID)
+        run_id = self.af.trigger(DAG_ID, conf or {})
+        say(f"triggered {DAG_ID} run {run_id} with params {conf or {}}")
+        return run_id
+
+    def states(self, run_id: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for ti in self.af.task_instances(DAG_ID, run_id):
+            out.setdefault(ti["task_id"], []).append(ti["state"] or "none")
+        return out
+
+    def wait_for(self, run_id: str, predicate, what: str, timeout: float = 900, on_tick=None):
+        deadline, last_line = time.time() + timeout, ""
+        while time.time() < deadline:
+            st = self.states(run_id)
+            run = self.af.run(DAG_ID, run_id)
+            if on_tick:
+                on_tick(st)
+            line = " ".join(f"{t}={'/'.join(sorted(set(s)))}" + (f"({len(s)})" if len(s) > 1 else "")
+                            for t, s in st.items())
+            lag = self.lag_line()
+            if line + lag != last_line:
+                say(f"{line} {lag}")
+                last_line = line + lag
+            if predicate(st, run):
+                return st
+            if run["state"] in ("failed",) and what != "run end":
+                raise RuntimeError(f"run {run_id} failed while waiting for {what}: {st}")
+            time.sleep(2)
+        raise TimeoutError(f"timed out waiting for {what}: {self.states(run_id)}")
+
+    def lag_line(self) -> str:
+        cap, app = self.staged("capture/checkpoint.json"), self.staged("apply/checkpoint.json")
+        if not cap:
+            return ""
+        return f"| captured={cap['records']} applied={(app or {}).get('consumed', 0)}"
+
+    def approve(self, run_id: str, how: str = "api") -> None:
+        if how == "ui":
+            say(f"cutover approval is waiting for you: {self.af.url}/required_actions (log in as {self.af.user})")
+            return
+        say("answering the cutover approval through Airflow's REST API (PATCH .../hitlDetails: Approve); "
+            "run with --approve ui to answer it yourself in the Required actions page")
+        self.af.answer(DAG_ID, run_id, "approve_cutover", "Approve")
+
+    def run_to_end(self, conf: dict | None = None, approve: str = "api", kill: bool = False,
+                   timeout: float = 1800) -> dict:
+        self.start_writer()
+        run_id = self.trigger(conf)
+        killed: dict[str, int] = {}
+
+        def killer(st):
+            if not kill:
+                return
+            if "load" not in killed and "running" in st.get("load", []):
+                for f in sorted((self.staging / "demo_orders_to_alternator" / "load" / "running").glob("*.json")):
+                    info = json.loads(f.read_text())
+                    if info.get("try") != 1:
+                        continue
+                    try:
+                        airflow_local.kill_pid(info["pid"])
+                    except ProcessLookupError:
+                        continue
+                    killed["load"] = info["pid"]
+                    say(f"SIGKILL load unit {f.stem} (pid {info['pid']}) midway")
+                    break
+            if "capture" not in killed and "load" in killed:
+                hb = self.staged("capture/heartbeat.json")
+                if hb and not hb.get("stopped"):
+                    try:
+                        airflow_local.kill_pid(hb["pid"])
+                        killed["capture"] = hb["pid"]
+                        say(f"SIGKILL capture (pid {hb['pid']}) midway")
+                    except ProcessLookupError:
+                        pass
+
+        self.wait_for(run_id, lambda st, run: "running" in st.get("approve_cutover", []) or
+                      "awaiting_input" in st.get("approve_cutover", []) or
+                      any(s in ("awaiting_input",) for s in st.get("approve_cutover", [])),
+                      "the cutover approval", timeout=timeout, on_tick=killer)
+        # wait until the approval is really pending (HITL details exist)
+        for _ in range(60):
+            if any(d.get("task_instance", {}).get("dag_run_id", run_id) == run_id for d in self.af.pending_approvals()):
+                break
+            time.sleep(1)
+        counts = self.writer.stop()
+        say(f"writes frozen (live writer stopped): {counts}")
+        self.approve(run_id, approve)
+        final = self.wait_for(run_id, lambda st, run: run["state"] in ("success", "failed"), "run end",
+                              timeout=timeout)
+        run = self.af.run(DAG_ID, run_id)
+        return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed}
+
+    def summary(self) -> dict:
+        rep = self.staged("reports/cutover.json") or {}
+        loaded = sum(json.loads(p.read_text())["written"]
+                     for p in (self.staging / "demo_orders_to_alternator" / "load" / "done").glob("*.json"))
+        cmp = workload.full_compare(self.eps["source"]["endpoint"], TABLE, self.eps["target"]["endpoint"], TABLE)
+        return {
+            "items_copied": loaded,
+            "changes_captured": rep.get("changes_captured"),
+            "changes_applied": rep.get("changes_applied"),
+            "final_lag_seconds": rep.get("final_lag_seconds"),
+            "validation": rep.get("validation"),
+            "report": str(self.staging / "demo_orders_to_alternator" / "reports" / "cutover.json"),
+            "independent_full_compare": {k: cmp[k] for k in ("source", "target", "differences")},
+            "cmp": cmp,
+        }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--route", default="dynamodb-alternator", choices=["dynamodb-alternator"])
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--writer-rate", type=float, default=50.0)
+    ap.add_argument("--approve", choices=["api", "ui"], default="api")
+    ap.add_argument("--keep", action="store_true", help="leave Airflow and the stack running afterwards")
+    ap.add_argument("--workdir", default=str(ROOT / ".demo"))
+    a = ap.parse_args(argv)
+    m = Migration(Path(a.workdir), a.items, a.writer_rate)
+    try:
+        m.setup()
+        res = m.run_to_end(approve=a.approve)
+        s = m.summary()
+        say(f"run {res['run_id']}: {res['state']}")
+        print(json.dumps({k: v for k, v in s.items() if k != "cmp"}, indent=2))
+        ok = res["state"] == "success" and s["independent_full_compare"]["differences"] == 0
+        if not ok:
+            say(f"FAILED: {s['cmp']}")
+        else:
+            say(f"OK: {s['items_copied']} items copied, {s['changes_applied']} changes applied, final lag "
+                f"{s['final_lag_seconds']} s, zero differences; report {s['report']}")
+        return 0 if ok else 1
+    finally:
+        if not a.keep:
+            m.teardown()
+        else:
+            say(f"left running: Airflow {m.af.url if m.af else '-'}; stop with `make stack-down` and kill PIDs in "
+                f"{a.workdir}/airflow/*.pid")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
