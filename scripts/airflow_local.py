@@ -149,6 +149,19 @@ class LocalAirflow:
         r = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=500")
         return r["task_instances"]
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1):
+        r = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}/"
+                                f"xcomEntries/return_value?map_index={map_index}&deserialize=true")
+        return r.get("value")
+
+    def log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        r = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}/"
+                                f"logs/{try_number}?map_index={map_index}&full_content=true")
+        content = r.get("content", "")
+        if isinstance(content, list):
+            return "\n".join(c.get("event", "") if isinstance(c, dict) else str(c) for c in content)
+        return str(content)
+
     def pending_approvals(self) -> list[dict]:
         r = self.request("GET", "/api/v2/dags/~/dagRuns/~/hitlDetails?response_received=false")
         return r.get("hitl_details", [])

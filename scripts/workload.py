@@ -102,7 +102,7 @@ class LiveWriter(threading.Thread):
             try:
                 self.c.update_item(TableName=self.table, Key=self.key(i), ConditionExpression="attribute_exists(pk)",
                                    UpdateExpression="SET v = v + :one, note = :s ADD tags :t",
-                               ExpressionAttributeValues={":one": {"N": "1"}, ":s": {"S": f"upd {time.time()}"},
+                                   ExpressionAttributeValues={":one": {"N": "1"}, ":s": {"S": f"upd {time.time()}"},
                                                               ":t": {"SS": [f"u{self.rnd.randint(0, 3)}"]}})
                 self.counts["update"] += 1
             except self.c.exceptions.ConditionalCheckFailedException:
