@@ -139,6 +139,11 @@ class StagingSpec(Strict):
     url: str = Field(description="s3://bucket/prefix, or an absolute local path (single machine only)")
     conn_id: Optional[str] = Field(default=None, description="aws connection for s3:// staging")
 
+    @field_validator("conn_id")
+    @classmethod
+    def _conn(cls, v):
+        return v or None  # an empty ${VAR:-} means "no connection": boto3's default credentials
+
     @field_validator("url")
     @classmethod
     def _url(cls, v):
