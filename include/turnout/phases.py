@@ -25,6 +25,7 @@ from .codec import Item, item_from_json, item_to_json, key_text, stable_bucket
 from .errors import DeadLetterError, PreflightError, RecordError, StagingError, TurnoutError
 from .retry import TokenBucket
 from .runtime import Context
+from .transform import Transform
 
 # Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
 # used only for the preflight estimate when the spec sets no rate limit).
@@ -74,7 +75,8 @@ def cutover_done(ctx: Context) -> Optional[dict]:
 # ---------------------------------------------------------------------------------- preflight
 
 
-def preflight(ctx: Context) -> dict:
+def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
+    """Checks everything before anything is copied. With dry_run, nothing is created or changed."""
     spec, st = ctx.spec, ctx.staging
     done = cutover_done(ctx)
     if done:
@@ -86,8 +88,14 @@ def preflight(ctx: Context) -> dict:
     except Exception as exc:
         raise PreflightError(f"staging {st.url} is not writable: {exc}") from None
     info = ctx.source.describe()
-    tr = ctx.transform.__class__.from_spec(spec.mapping, info.key_attributes)
-    target = ctx.sink.ensure_target(info, info.key_attributes, dict(spec.mapping.rename))
+    tr = Transform.from_spec(spec.mapping, info.key_attributes)
+    if not ctx.sink.exists() and (dry_run or not spec.target.create_if_missing):
+        if not dry_run:
+            raise PreflightError(f"target table {spec.target.table!r} does not exist and target.create_if_missing is "
+                                 "false: create it with the key schema " + str(list(tr.target_key)))
+        target = {"created": False, "would_create": True, "key": list(tr.target_key)}
+    else:
+        target = ctx.sink.ensure_target(info, info.key_attributes, dict(spec.mapping.rename))
     stream = info.stream
     stream_ok = stream.get("enabled") and stream.get("view_type") in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE")
     if not stream.get("enabled") and not spec.source.enable_stream:
@@ -122,8 +130,9 @@ def preflight(ctx: Context) -> dict:
         "target": target,
         "estimated_copy_hours": round(est_hours, 3),
         "spec_digest": spec.digest(),
+        "dry_run": dry_run,
     }
-    st.put_json("state/preflight.json", summary)
+    st.put_json("state/preflight-dry-run.json" if dry_run else "state/preflight.json", summary)
     ctx.log.info("TURNOUT preflight %s: %s", verdict[0], verdict[1])
     if verdict[0] != "GO":
         raise PreflightError(verdict[1])
@@ -365,8 +374,12 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
     lp = st.get_json("state/load_plan.json")
     if lp is None or group >= len(lp["groups"]):
         raise TurnoutError(f"load unit {group} is not in the load plan")
+    def finished(chunk):  # done, with nothing in the dead-letter store (those are re-driven)
+        d = st.get_json(_done_key(chunk))
+        return d is not None and d.get("rejected", 0) == 0
+
     if st.exists("apply/checkpoint.json"):
-        pending = [c for c in lp["groups"][group] if not st.exists(_done_key(c))]
+        pending = [c for c in lp["groups"][group] if not finished(c)]
         if pending:
             raise TurnoutError(
                 f"load unit {group} has {len(pending)} unfinished chunks but change apply has already started: loading "
@@ -381,7 +394,7 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
     with ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
         for chunk in chunks:
             dk = _done_key(chunk)
-            if st.exists(dk):
+            if finished(chunk):
                 totals["skipped"] += 1
                 continue
             if on_chunk:
@@ -401,7 +414,11 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
             written = sum(r.written for r in results)
             rejected = bad + [rj for r in results for rj in r.rejected]
             name = chunk.removeprefix("export/").replace("/", "-").removesuffix(".jsonl.gz")
-            dead_letter(ctx, "load", name, rejected)
+            if rejected:
+                dead_letter(ctx, "load", name, rejected)
+            elif st.exists(f"deadletter/load/{name}.jsonl.gz"):
+                st.delete(f"deadletter/load/{name}.jsonl.gz")  # re-driven: everything is in the target now
+                ctx.log.info("TURNOUT load re-drove %s: its dead letters are now written", chunk)
             st.put_json(dk, {"items": len(items) + len(bad), "written": written, "rejected": len(rejected),
                              "at": ctx.clock(), **ctx.whoami()})
             totals["chunks"] += 1
@@ -499,7 +516,7 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
             if it is None:
                 it = reader.iterator(sid, state["last_seq"])
             try:
-                recs, nxt = reader.get_records(it)
+                recs, nxt = reader.get_records(it, ctx.spec.capture.max_records_per_file)
             except Exception as exc:
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
                 if code == "ExpiredIteratorException":

@@ -171,9 +171,6 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
             still[kt] = {"kind": kind, "key": tkey}
         ctx.progress("validate", recheck_round=rounds, rechecked=len(differing), still_differing=len(still))
         differing = still
-    if source_count - target_count and not differing and not final:
-        # counts taken at different moments under live writes; the keys agree after rechecks
-        pass
     ge = _expectations(td["sample"], required, source_count, target_count)
     kinds = {k: sum(1 for d in differing.values() if d["kind"] == k) for k in ("missing", "extra", "different")}
     result = {

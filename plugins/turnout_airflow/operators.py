@@ -54,7 +54,7 @@ class PreflightOperator(TurnoutOperator):
     phase = "preflight"
 
     def run_phase(self, ctx, context):
-        summary = phases.preflight(ctx)
+        summary = phases.preflight(ctx, dry_run=bool(context["params"].get("dry_run")))
         if summary.get("status") == "cutover_done":
             raise AirflowSkipException(f"migration already cut over at {summary.get('cutover_at')}: nothing to do")
         return summary

@@ -178,6 +178,13 @@ def test_item_over_target_limit_goes_to_dead_letters_and_fails(stack, tmp_path):
     assert workload.client(stack["target"]["endpoint"]).scan(TableName=f"{table}_copy", Select="COUNT")["Count"] == 58
     with pytest.raises(DeadLetterError):
         phases.catch_up_check(ctx, {})  # the run stays red until the dead letters are dealt with
+    # the fix: a mapping that drops the oversized attributes; re-running the load re-drives those chunks
+    fixed = spec.model_copy(update={"mapping": spec.mapping.model_copy(update={"drop": ["pad", "big"]})})
+    ctx2 = ctx_for(stack, fixed)
+    out = [phases.load_chunk(ctx2, u) for u in phases.plan_load(ctx2)]
+    assert sum(o["chunks"] for o in out) == 2 and sum(o["rejected"] for o in out) == 0  # only the 2 bad chunks
+    assert ctx2.staging.list("deadletter/") == []
+    assert workload.client(stack["target"]["endpoint"]).scan(TableName=f"{table}_copy", Select="COUNT")["Count"] == 60
 
 
 def test_stream_off_and_not_allowed_is_a_clear_error(stack, tmp_path):
@@ -190,6 +197,20 @@ def test_stream_off_and_not_allowed_is_a_clear_error(stack, tmp_path):
     with pytest.raises(PreflightError, match="table 'missing_table' not found"):
         bad = spec.model_copy(update={"source": spec.source.model_copy(update={"table": "missing_table"})})
         phases.preflight(ctx_for(stack, bad))
+
+
+def test_dry_run_preflight_changes_nothing(stack, tmp_path):
+    table = uniq("dry")
+    workload.create_table(workload.client(stack["source"]["endpoint"]), table, gsi=False)
+    ctx = ctx_for(stack, spec_for(table, tmp_path / "staging"))
+    out = phases.preflight(ctx, dry_run=True)
+    assert out["status"] == "GO" and out["target"]["would_create"]
+    assert not ctx.sink.exists()
+    assert not ctx.source.describe().stream["enabled"]
+    strict = spec_for(table, tmp_path / "staging")
+    strict = strict.model_copy(update={"target": strict.target.model_copy(update={"create_if_missing": False})})
+    with pytest.raises(PreflightError, match="does not exist and target.create_if_missing is false"):
+        phases.preflight(ctx_for(stack, strict))
 
 
 def test_every_type_round_trips_exactly(stack, tmp_path):
