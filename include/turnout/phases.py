@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from . import changelog
 from .adapters.base import Change
 from .codec import Item, item_from_json, item_to_json, key_text, stable_bucket
-from .errors import DeadLetterError, PreflightError, RecordError, StagingError, TurnoutError
+from .errors import DeadLetterError, PreflightError, RecordError, TurnoutError
 from .retry import TokenBucket
 from .runtime import Context
 from .transform import Transform
@@ -31,9 +31,6 @@ from .transform import Transform
 # used only for the preflight estimate when the spec sets no rate limit).
 ASSUMED_ITEMS_PER_TASK_SECOND = 4000
 STREAM_RETENTION_HOURS = 24
-# DynamoDB Local truncates ApproximateCreationDateTime to the minute; AWS to the millisecond.
-# Records stamped up to this long before start_cdc are kept (replaying a few old full images is harmless).
-CLOCK_MARGIN_SECONDS = 120
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -150,52 +147,27 @@ def _segment_count(ctx: Context, size_bytes: int) -> int:
 
 
 def start_cdc(ctx: Context) -> dict:
-    """Record the stream position of every shard *before* the export, and arm the capture.
+    """Record the change-capture position *before* the export, and arm the capture.
 
     Idempotent: a re-run reuses the recorded position (it never moves forward past changes the
     target has not seen)."""
     st = ctx.staging
     pos = st.get_json("state/positions.json")
     if pos is None:
+        pos = ctx.source.record_position(ctx.spec.source.enable_stream)
         info = ctx.source.describe()
-        stream = info.stream
-        if not stream.get("enabled"):
-            if not ctx.spec.source.enable_stream:
-                raise PreflightError(
-                    f"DynamoDB Streams is off on {ctx.spec.source.table!r} and the spec does not allow Turnout to "
-                    "enable it: set source.enable_stream: true, or enable NEW_AND_OLD_IMAGES yourself")
-            arn = ctx.source.enable_stream()
-            ctx.log.info("TURNOUT start_cdc enabled stream NEW_AND_OLD_IMAGES on %s: %s", ctx.spec.source.table, arn)
-            enabled_by_us = True
-        else:
-            if stream.get("view_type") not in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE"):
-                raise PreflightError(f"stream view type {stream.get('view_type')} carries no full images")
-            arn, enabled_by_us = stream["arn"], False
-        now = ctx.clock()
-        reader = ctx.stream_reader(arn, info.key_attributes)
-        shards = reader.shards()
-        pos = {
-            "kind": "dynamodb-streams",
-            "stream_arn": arn,
-            "recorded_at": now,
-            "not_before": now - CLOCK_MARGIN_SECONDS,
-            "shards_at_start": {s["ShardId"]: {"parent": s.get("ParentShardId"),
-                                               "open": "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})}
-                                for s in shards},
-            "enabled_by_turnout": enabled_by_us,
-            "key_attributes": info.key_attributes,
-        }
-        plan = {"segments": _segment_count(ctx, info.size_bytes), "mode": ctx.spec.export.mode, "recorded_at": now}
+        plan = {"segments": _segment_count(ctx, info.size_bytes), "mode": ctx.spec.export.mode,
+                "recorded_at": pos["recorded_at"]}
         # the export plan is fixed with the position: re-runs never re-split finished segments
         st.put_json("state/export_plan.json", plan)
         st.put_json("state/positions.json", pos)
-        ctx.log.info("TURNOUT start_cdc recorded position stream=%s shards=%d at=%.3f", arn, len(shards), now)
+        ctx.log.info("TURNOUT start_cdc recorded position kind=%s at=%.3f %s", pos["kind"], pos["recorded_at"],
+                     {k: v for k, v in pos.items() if k not in ("kind", "recorded_at", "key_attributes")})
     else:
         ctx.log.info("TURNOUT start_cdc reusing position recorded at %.3f (resume)", pos["recorded_at"])
     st.put_json("control/capture.json", {"stop": False, "run_id": ctx.run_id, "at": ctx.clock()})
     plan = st.get_json("state/export_plan.json")
-    return {"stream_arn": pos["stream_arn"], "recorded_at": pos["recorded_at"],
-            "shards": len(pos["shards_at_start"]), "segments": plan["segments"]}
+    return {"position_kind": pos["kind"], "recorded_at": pos["recorded_at"], "segments": plan["segments"]}
 
 
 # ---------------------------------------------------------------------------------- export
@@ -449,34 +421,31 @@ def _stop_requested(ctx: Context) -> bool:
 
 
 def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
-    """Read every shard (parents before children) into the durable change log until told to stop."""
+    """Read the source's changes into the durable change log until told to stop.
+
+    Each poll's changes become one immutable change-log file; the reader's position is checkpointed
+    only after that file is written. Files written by a capture killed before its checkpoint are
+    adopted on restart (the position moves past them), so nothing is lost and nothing doubled."""
     st = ctx.staging
     pos = st.get_json("state/positions.json")
     if pos is None:
-        raise TurnoutError("no recorded stream position: start_cdc has not run")
-    reader = ctx.stream_reader(pos["stream_arn"], pos["key_attributes"])
-    ck = st.get_json("capture/checkpoint.json") or {"next_file": 0, "records": 0, "skipped_old": 0, "shards": {}}
-    # adopt files written after the last checkpoint (killed between the file write and the checkpoint)
+        raise TurnoutError("no recorded capture position: start_cdc has not run")
+    ck = st.get_json("capture/checkpoint.json") or {"next_file": 0, "records": 0, "skipped_old": 0, "reader": {}}
+    reader = ctx.source.change_reader(pos, ck.get("reader"), limit=ctx.spec.capture.max_records_per_file)
     for n in changelog.file_numbers(st, ck["next_file"]):
         if n != ck["next_file"]:
             raise TurnoutError(f"change log has a gap: file {n} after {ck['next_file'] - 1}")
         changes = changelog.read_file(st, n)
         for c in changes:
-            sid, _, seq = c.origin.rpartition("/")
-            s = ck["shards"].setdefault(sid, {"last_seq": None, "closed": False})
-            if s["last_seq"] is None or int(seq) > int(s["last_seq"]):
-                s["last_seq"] = seq
+            reader.advance_past(c)
         ck["records"] += len(changes)
         ck["next_file"] = n + 1
         ctx.log.info("TURNOUT capture adopted change log file %d (%d changes) written before a restart", n,
                      len(changes))
+    ck["reader"] = reader.state()
     st.put_json("capture/checkpoint.json", ck)
-    not_before = pos["not_before"]
-    iters: dict[str, Optional[str]] = {}
-    shards: list[dict] = []
-    shards_at = 0.0
-    at_tip: dict[str, bool] = {}
     tip_poll_at: Optional[float] = None
+    at_tip = False
     last_hb, last_log, started = 0.0, 0.0, time.monotonic()
     rec0 = ck["records"]
     stopped_by = None
@@ -484,9 +453,7 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
     def heartbeat(stopped=False):
         st.put_json("capture/heartbeat.json", {
             **ctx.whoami(), "at": ctx.clock(), "records": ck["records"], "next_file": ck["next_file"],
-            "tip_poll_at": tip_poll_at, "at_tip": bool(at_tip) and all(at_tip.values()),
-            "open_shards": sum(1 for s in shards if not ck["shards"].get(s["ShardId"], {}).get("closed")),
-            "stopped": stopped, "run_id": ctx.run_id})
+            "tip_poll_at": tip_poll_at, "at_tip": at_tip, "stopped": stopped, "run_id": ctx.run_id})
 
     while True:
         if _stop_requested(ctx):
@@ -495,67 +462,20 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
         if max_seconds is not None and time.monotonic() - started > max_seconds:
             stopped_by = "max_seconds"
             break
-        now_m = time.monotonic()
-        if not shards or now_m - shards_at > 10 or any(
-                ck["shards"].get(s["ShardId"], {}).get("closed") for s in shards if s["ShardId"] in iters):
-            shards, shards_at = reader.shards(), now_m
-        known = {s["ShardId"] for s in shards}
         poll_started = ctx.clock()
-        any_records = False
-        for s in shards:
-            sid = s["ShardId"]
-            state = ck["shards"].setdefault(sid, {"last_seq": None, "closed": False})
-            if state["closed"]:
-                iters.pop(sid, None)
-                at_tip.pop(sid, None)
-                continue
-            parent = s.get("ParentShardId")
-            if parent and parent in known and not ck["shards"].get(parent, {}).get("closed"):
-                continue  # parents before children: per-key order across a shard split
-            it = iters.get(sid)
-            if it is None:
-                it = reader.iterator(sid, state["last_seq"])
-            try:
-                recs, nxt = reader.get_records(it, ctx.spec.capture.max_records_per_file)
-            except Exception as exc:
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-                if code == "ExpiredIteratorException":
-                    iters[sid] = None
-                    continue
-                if code == "TrimmedDataAccessException":
-                    raise TurnoutError(
-                        f"shard {sid}: stream records after {state['last_seq']} were trimmed before the capture "
-                        "read them (the capture was down longer than the stream's retention). Changes are lost: "
-                        "the migration must start over from a new position") from None
-                raise
-            changes, bad = [], []
-            for r in recs:
-                try:
-                    c = reader.to_change(r, sid)
-                except RecordError as exc:
-                    bad.append((r.get("dynamodb", {}).get("Keys") or {}, str(exc)))
-                    continue
-                if c.created_at and c.created_at < not_before:
-                    ck["skipped_old"] += 1
-                    continue
-                changes.append(c)
-            if bad:
-                dead_letter(ctx, "capture", f"{sid}-{recs[0]['dynamodb']['SequenceNumber']}", bad)
-            if changes:
-                changelog.write_file(st, ck["next_file"], changes, ctx.clock())
-                ck["next_file"] += 1
-                ck["records"] += len(changes)
-            if recs:
-                state["last_seq"] = recs[-1]["dynamodb"]["SequenceNumber"]
-                any_records = True
-            if nxt is None:
-                state["closed"] = True
-                ctx.log.info("TURNOUT capture shard %s finished (closed)", sid)
-            if recs or nxt is None:
-                st.put_json("capture/checkpoint.json", ck)  # after the change log write is durable
-            iters[sid] = nxt
-            at_tip[sid] = not recs
-        if at_tip and all(at_tip.values()):
+        p = reader.poll()
+        if p.rejected:
+            dead_letter(ctx, "capture", f"file-{ck['next_file']:012d}-{int(poll_started * 1000)}", p.rejected)
+        if p.changes:
+            changelog.write_file(st, ck["next_file"], p.changes, ctx.clock())
+            ck["next_file"] += 1
+            ck["records"] += len(p.changes)
+        ck["skipped_old"] += p.skipped_old
+        if p.changes or p.skipped_old or p.rejected or reader.state() != ck["reader"]:
+            ck["reader"] = reader.state()
+            st.put_json("capture/checkpoint.json", ck)  # after the change log write is durable
+        at_tip = p.at_tip
+        if at_tip:
             tip_poll_at = poll_started
         now_m = time.monotonic()
         if now_m - last_hb >= ctx.spec.capture.heartbeat_seconds:
@@ -563,12 +483,11 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
             heartbeat()
         if now_m - last_log >= 10:
             last_log = now_m
-            el = now_m - started
-            ctx.progress("capture", records=ck["records"], files=ck["next_file"], shards=len(shards),
-                         rate=f"{(ck['records'] - rec0) / max(el, 1e-6):.0f}/s",
-                         at_tip=bool(at_tip) and all(at_tip.values()))
-        if not any_records:
+            ctx.progress("capture", records=ck["records"], files=ck["next_file"],
+                         rate=f"{(ck['records'] - rec0) / max(now_m - started, 1e-6):.0f}/s", at_tip=at_tip)
+        if at_tip:
             time.sleep(ctx.spec.capture.poll_interval_seconds)
+    ck["reader"] = reader.state()
     st.put_json("capture/checkpoint.json", ck)
     heartbeat(stopped=stopped_by == "stop requested")
     ctx.progress("capture", records=ck["records"], files=ck["next_file"], status="stopped", why=stopped_by)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Optional
 
-from .adapters.dynamodb import DynamoDBConfig, DynamoDBSink, DynamoDBSource, StreamReader
+from .adapters.dynamodb import DynamoDBConfig, DynamoDBSink, DynamoDBSource
 from .spec import MigrationSpec
 from .staging import Staging, open_staging
 from .transform import Transform
@@ -44,9 +44,6 @@ class Context:
         if t.kind == "dynamodb":
             return DynamoDBSink(self.target_config, t.table, max_item_bytes=t.max_item_bytes, billing_mode=t.billing_mode)
         raise NotImplementedError(t.kind)
-
-    def stream_reader(self, arn: str, key_attributes: list[str]) -> StreamReader:
-        return StreamReader(self.source_config, arn, key_attributes)
 
     @cached_property
     def transform(self) -> Transform:

@@ -310,3 +310,35 @@ def test_s3_staging_and_native_export_reader_on_moto(stack):
     files = list_data_files(s3, bucket, prefix)
     assert files == [{"key": prefix + "data/part1.json.gz", "items": 10}]
     assert [item_to_json(i) for i in read_data_file(s3, bucket, files[0]["key"])] == [item_to_json(i) for i in items[:10]]
+
+
+def test_capture_killed_between_file_and_checkpoint_adopts_without_loss_or_duplicates(stack, tmp_path):
+    from turnout import changelog
+
+    table = uniq("cap")
+    src = workload.client(stack["source"]["endpoint"])
+    workload.create_table(src, table, stream=True, gsi=False)
+    ctx = ctx_for(stack, spec_for(table, tmp_path / "staging"))
+    phases.start_cdc(ctx)
+    for i in range(50):
+        src.put_item(TableName=table, Item=workload.make_item(i))
+    real_put = ctx.staging.put_json
+
+    def dying_put(key, doc):
+        if key == "capture/checkpoint.json" and doc.get("next_file", 0) >= 1:
+            raise KeyboardInterrupt("SIGKILL right after the change log file was written")
+        return real_put(key, doc)
+
+    ctx.staging.put_json = dying_put
+    with pytest.raises(KeyboardInterrupt):
+        phases.run_capture(ctx, max_seconds=20)
+    ctx.staging.put_json = real_put
+    assert changelog.file_numbers(ctx.staging) == [0]
+    assert ctx.staging.get_json("capture/checkpoint.json")["next_file"] == 0  # the checkpoint did not move
+    for i in range(50, 70):
+        src.put_item(TableName=table, Item=workload.make_item(i))
+    out = phases.run_capture(ctx_for(stack, ctx.spec), max_seconds=4)
+    origins = [c.origin for _, c in changelog.iter_changes(ctx.staging)]
+    assert len(origins) == len(set(origins)) == 70 == out["records"]
+    sks = sorted(c.key["sk"]["S"] for _, c in changelog.iter_changes(ctx.staging))
+    assert sks == sorted(workload.make_item(i)["sk"]["S"] for i in range(70))

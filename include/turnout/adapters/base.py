@@ -51,11 +51,42 @@ class WriteResult:
     rejected: list[tuple[Item, str]] = field(default_factory=list)  # (item or key, reason)
 
 
+@dataclass
+class Poll:
+    """What one look at the source's change stream found."""
+
+    changes: list[Change]
+    rejected: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason): dead-lettered
+    at_tip: bool = False  # every partition of the stream was read up to its end in this look
+    skipped_old: int = 0  # changes from before the recorded position (harmless, not applied)
+
+
+class ChangeReader(Protocol):
+    """Reads the source's changes from a checkpointed position, in per-key order."""
+
+    def poll(self) -> Poll: ...
+
+    def state(self) -> dict:
+        """A JSON checkpoint of the position after every change returned so far."""
+
+    def advance_past(self, change: Change) -> None:
+        """Move the position past a change already in the change log (adopted after a restart)."""
+
+
 class Source(Protocol):
     def describe(self) -> SourceInfo: ...
 
+    def record_position(self, allow_enable: bool) -> dict:
+        """Start change capture if allowed and return the position (JSON) from which every later change is read."""
+
+    def change_reader(self, position: dict, state: dict | None) -> ChangeReader: ...
+
     def read_segment(self, segment: int, total: int, resume: Any, page_items: int) -> Iterator[tuple[list[Item], Any]]:
         """Yield (items of one page, resume token after it); token None after the last page."""
+
+    def scan(self, segment: int, total: int) -> Iterator[Item]: ...
+
+    def get(self, key: Item) -> Optional[Item]: ...
 
 
 class Sink(Protocol):

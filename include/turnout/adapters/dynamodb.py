@@ -15,7 +15,12 @@ from typing import Any, Iterator, Optional
 from ..codec import Item, item_size
 from ..errors import PreflightError, RecordError, TurnoutError
 from ..retry import backoff_delays
-from .base import Capabilities, Change, SourceInfo, WriteResult
+from .base import Capabilities, Change, Poll, SourceInfo, WriteResult
+
+# DynamoDB Local truncates ApproximateCreationDateTime to the minute; AWS to the millisecond.
+# Records stamped up to this long before the recorded position are kept (replaying a few old full
+# images is harmless: the apply keeps the newest per key).
+CLOCK_MARGIN_SECONDS = 120
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +148,12 @@ class DynamoDBTable:
 
 
 class DynamoDBSource(DynamoDBTable):
+    def record_position(self, allow_enable: bool) -> dict:
+        return DynamoDBStreamsPosition.record(self, allow_enable, time.time())
+
+    def change_reader(self, position: dict, state: dict | None, limit: int = 1000) -> DynamoDBChangeReader:
+        return DynamoDBChangeReader(self.config, position, state, limit=limit)
+
     def describe(self) -> SourceInfo:
         t = self.describe_table()
         stream = {
@@ -191,6 +202,118 @@ class DynamoDBSource(DynamoDBTable):
                 return t["LatestStreamArn"]
             time.sleep(1)
         raise PreflightError(f"stream on {self.table!r} did not become active")
+
+
+class DynamoDBStreamsPosition:
+    """start_cdc for DynamoDB: enable the stream if allowed, record every shard and the time."""
+
+    @staticmethod
+    def record(source: "DynamoDBSource", allow_enable: bool, now: float) -> dict:
+        info = source.describe()
+        stream = info.stream
+        enabled_by_us = False
+        if not stream.get("enabled"):
+            if not allow_enable:
+                raise PreflightError(
+                    f"DynamoDB Streams is off on {source.table!r} and the spec does not allow Turnout to "
+                    "enable it: set source.enable_stream: true, or enable NEW_AND_OLD_IMAGES yourself")
+            arn = source.enable_stream()
+            log.info("TURNOUT start_cdc enabled stream NEW_AND_OLD_IMAGES on %s: %s", source.table, arn)
+            enabled_by_us = True
+        elif stream.get("view_type") not in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE"):
+            raise PreflightError(f"stream view type {stream.get('view_type')} carries no full images")
+        else:
+            arn = stream["arn"]
+        shards = StreamReader(source.config, arn, info.key_attributes).shards()
+        return {
+            "kind": "dynamodb-streams",
+            "stream_arn": arn,
+            "recorded_at": now,
+            "not_before": now - CLOCK_MARGIN_SECONDS,
+            "shards_at_start": {s["ShardId"]: {"parent": s.get("ParentShardId"),
+                                               "open": "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})}
+                                for s in shards},
+            "enabled_by_turnout": enabled_by_us,
+            "key_attributes": info.key_attributes,
+        }
+
+
+class DynamoDBChangeReader:
+    """Every shard of a DynamoDB stream, parents before children, from a per-shard checkpoint."""
+
+    def __init__(self, config: DynamoDBConfig, position: dict, state: dict | None, *, limit: int = 1000):
+        self.reader = StreamReader(config, position["stream_arn"], position["key_attributes"])
+        self.not_before = position["not_before"]
+        self.shard_state: dict[str, dict] = (state or {}).get("shards", {})
+        self.limit = limit
+        self.iters: dict[str, Optional[str]] = {}
+        self.shards: list[dict] = []
+        self.shards_at = 0.0
+
+    def state(self) -> dict:
+        return {"shards": self.shard_state}
+
+    def advance_past(self, change: Change) -> None:
+        sid, _, seq = change.origin.rpartition("/")
+        s = self.shard_state.setdefault(sid, {"last_seq": None, "closed": False})
+        if s["last_seq"] is None or int(seq) > int(s["last_seq"]):
+            s["last_seq"] = seq
+            self.iters.pop(sid, None)
+
+    @property
+    def open_shards(self) -> int:
+        return sum(1 for s in self.shards if not self.shard_state.get(s["ShardId"], {}).get("closed"))
+
+    def poll(self) -> Poll:
+        now_m = time.monotonic()
+        if not self.shards or now_m - self.shards_at > 10 or any(
+                self.shard_state.get(s["ShardId"], {}).get("closed") for s in self.shards if s["ShardId"] in self.iters):
+            self.shards, self.shards_at = self.reader.shards(), now_m
+        known = {s["ShardId"] for s in self.shards}
+        out = Poll(changes=[], at_tip=True)
+        for s in self.shards:
+            sid = s["ShardId"]
+            state = self.shard_state.setdefault(sid, {"last_seq": None, "closed": False})
+            if state["closed"]:
+                self.iters.pop(sid, None)
+                continue
+            parent = s.get("ParentShardId")
+            if parent and parent in known and not self.shard_state.get(parent, {}).get("closed"):
+                out.at_tip = False
+                continue  # parents before children: per-key order across a shard split
+            it = self.iters.get(sid) or self.reader.iterator(sid, state["last_seq"])
+            try:
+                recs, nxt = self.reader.get_records(it, self.limit)
+            except Exception as exc:
+                code = _code(exc)
+                if code == "ExpiredIteratorException":
+                    self.iters[sid] = None
+                    out.at_tip = False
+                    continue
+                if code == "TrimmedDataAccessException":
+                    raise TurnoutError(
+                        f"shard {sid}: stream records after {state['last_seq']} were trimmed before the capture "
+                        "read them (the capture was down longer than the stream's retention). Changes are lost: "
+                        "the migration must start over from a new position") from None
+                raise
+            for r in recs:
+                try:
+                    c = self.reader.to_change(r, sid)
+                except RecordError as exc:
+                    out.rejected.append((r.get("dynamodb", {}).get("Keys") or {}, str(exc)))
+                    continue
+                if c.created_at and c.created_at < self.not_before:
+                    out.skipped_old += 1
+                    continue
+                out.changes.append(c)
+            if recs:
+                state["last_seq"] = recs[-1]["dynamodb"]["SequenceNumber"]
+                out.at_tip = False
+            if nxt is None:
+                state["closed"] = True
+                log.info("TURNOUT capture shard %s finished (closed)", sid)
+            self.iters[sid] = nxt
+        return out
 
 
 class StreamReader:

@@ -1,0 +1,760 @@
+"""`make bench`: Turnout's bulk load, change apply and load-phase memory, measured on the embedded stack.
+
+A benchmark, not a test: it prints figures (and writes them to bench/results-latest.json); nothing is
+asserted on timings. The targets from the issue are printed as data ("met" / "NOT met").
+
+It starts its own stack (DynamoDB Local as source and as target, moto; 127.0.0.1 only, by PID, in a
+temp dir) and stops it at the end.
+
+1. Bulk load, side by side on the same target server, each contender into a fresh table:
+   * Turnout: export to a local-path staging (timed separately), then plan_load + load_chunk over all
+     units, rate_limits.parallel_tasks units at a time (threads), load.concurrency writers per unit;
+   * a hand-tuned writer: ThreadPoolExecutor(8), 25-item BatchWriteItem, UnprocessedItems retried,
+     one shared low-level client (max_pool_connections=32), items already in memory (its best case);
+   * the Airflow-provider recipe: single-threaded Scan of the source page by page (like
+     DynamoDBToS3Operator), TypeDeserializer, DynamoDBHook(aws_conn_id=...).write_batch_data(items)
+     (boto3 resource batch_writer). Runs in a child process (Airflow's import and logging set-up
+     stay out of this process); only the scan + write is timed.
+2. Change apply under a steady write rate (workload.LiveWriter) with run_capture and run_apply in
+   threads: apply events/s, lag and backlog p50/p99 from phases.lag_status every 0.5 s, plus an
+   independent end-to-end lag (source write -> target acknowledged) taken from the timestamp the
+   writer puts into every update. Then the raw throughput of capture and of apply over a pre-written
+   backlog.
+3. Peak RSS of the load phase (export + load) at two sizes, each in a child process.
+
+    .venv/bin/python bench/bench_load.py [--items 100000] [--quick] [--skip-memory] [--sizes 100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+for _p in ("include", "plugins", "scripts"):
+    if str(ROOT / _p) not in sys.path:
+        sys.path.insert(0, str(ROOT / _p))
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
+
+import stack  # noqa: E402
+import workload  # noqa: E402
+from turnout import phases  # noqa: E402
+from turnout.adapters.dynamodb import DynamoDBConfig  # noqa: E402
+from turnout.runtime import make_context  # noqa: E402
+from turnout.spec import parse_spec  # noqa: E402
+
+TARGET_VS_HAND = 0.8
+TARGET_VS_PROVIDER = 5.0
+RESULT_PREFIX = "BENCH_RESULT "
+log = logging.getLogger("turnout.bench")
+T_START = time.monotonic()
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.monotonic() - T_START:7.1f}s] {msg}", flush=True)
+
+
+def pct(xs, p):
+    """Nearest-rank percentile (None for no samples)."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))]
+
+
+def r(x, nd=1):
+    return None if x is None else round(x, nd)
+
+
+def low_client(endpoint: str, pool: int = 32):
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="l",
+                        aws_secret_access_key="l",
+                        config=Config(max_pool_connections=pool, retries={"max_attempts": 10, "mode": "standard"}))
+
+
+def wait_active(c, table: str) -> None:
+    for _ in range(240):
+        if c.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE":
+            return
+        time.sleep(0.25)
+
+
+def fresh_table(endpoint: str, table: str) -> None:
+    c = low_client(endpoint)
+    drop_table(endpoint, table)
+    workload.create_table(c, table, gsi=False)
+    wait_active(c, table)
+
+
+def drop_table(endpoint: str, table: str) -> None:
+    c = low_client(endpoint)
+    try:
+        c.delete_table(TableName=table)
+    except c.exceptions.ResourceNotFoundException:
+        return
+    for _ in range(240):
+        try:
+            c.describe_table(TableName=table)
+        except c.exceptions.ResourceNotFoundException:
+            return
+        time.sleep(0.25)
+
+
+def count_items(endpoint: str, table: str) -> int:
+    c, n, start = low_client(endpoint), 0, None
+    while True:
+        kw = {"TableName": table, "Select": "COUNT"}
+        if start:
+            kw["ExclusiveStartKey"] = start
+        resp = c.scan(**kw)
+        n += resp["Count"]
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return n
+
+
+def spec_text(name: str, src_table: str, tgt_table: str, staging: Path, a) -> str:
+    return f"""\
+name: {name}
+source: {{kind: dynamodb, conn_id: bench_source, table: {src_table}, enable_stream: true}}
+target: {{kind: dynamodb, conn_id: bench_target, table: {tgt_table}}}
+staging: {{url: '{staging}'}}
+export: {{segments: {a.segments}, chunk_items: {a.chunk_items}}}
+load: {{concurrency: {a.concurrency}}}
+rate_limits: {{parallel_tasks: {a.parallel_tasks}}}
+"""
+
+
+def make_ctx(spec_yaml: str, src_ep: str, tgt_ep: str):
+    spec = parse_spec(spec_yaml, "<bench spec>")
+    src = DynamoDBConfig(endpoint_url=src_ep, aws_access_key_id="l", aws_secret_access_key="l")
+    tgt = DynamoDBConfig(endpoint_url=tgt_ep, aws_access_key_id="l", aws_secret_access_key="l")
+    return make_context(spec, src, tgt, log=logging.getLogger("turnout.bench.engine"))
+
+
+def warm_clients(ctx) -> None:
+    """Build the lazily created clients before threads share the context (the engine does not lock them)."""
+    _ = ctx.source.client, ctx.sink.client, ctx.transform
+
+
+def turnout_export(ctx, parallel: int) -> dict:
+    t0 = time.monotonic()
+    units = phases.plan_export(ctx)
+    with ThreadPoolExecutor(parallel) as pool:
+        res = list(pool.map(lambda s: phases.export_segment(ctx, s), units))
+    dt = time.monotonic() - t0
+    items = sum(x["items"] for x in res)
+    return {"items": items, "seconds": dt, "items_per_s": items / dt, "segments": len(units),
+            "chunks": sum(x["chunks"] for x in res)}
+
+
+def turnout_load(ctx, parallel: int) -> dict:
+    t0 = time.monotonic()
+    units = phases.plan_load(ctx)
+    with ThreadPoolExecutor(parallel) as pool:
+        res = list(pool.map(lambda u: phases.load_chunk(ctx, u), units))
+    dt = time.monotonic() - t0
+    written = sum(x["written"] for x in res)
+    return {"items": written, "seconds": dt, "items_per_s": written / dt, "units": len(units),
+            "chunks": sum(x["chunks"] for x in res), "rejected": sum(x["rejected"] for x in res)}
+
+
+def hand_tuned_write(endpoint: str, table: str, items: list, threads: int = 8) -> dict:
+    c = low_client(endpoint, 32)
+    retries = [0]
+
+    def write(lo: int) -> int:
+        reqs = [{"PutRequest": {"Item": it}} for it in items[lo: lo + 25]]
+        n, delay = len(reqs), 0.02
+        while reqs:
+            resp = c.batch_write_item(RequestItems={table: reqs})
+            reqs = resp.get("UnprocessedItems", {}).get(table, [])
+            if reqs:
+                retries[0] += 1
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        return n
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        n = sum(pool.map(write, range(0, len(items), 25)))
+    dt = time.monotonic() - t0
+    return {"items": n, "seconds": dt, "items_per_s": n / dt, "unprocessed_retries": retries[0]}
+
+
+def run_bg(fn, *a, **kw):
+    box: dict = {}
+
+    def go():
+        try:
+            box["result"] = fn(*a, **kw)
+        except BaseException as exc:  # reported by the caller
+            box["error"] = repr(exc)
+            log.exception("background %s failed", getattr(fn, "__name__", fn))
+
+    t = threading.Thread(target=go, daemon=True, name=getattr(fn, "__name__", "bg"))
+    t.start()
+    return t, box
+
+
+def child(args: list[str], env: dict, logfile: Path, timeout: float) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve())] + args
+    with open(logfile, "wb") as errlog:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=errlog, env={**os.environ, **env}, timeout=timeout)
+    lines = [ln for ln in p.stdout.decode(errors="replace").splitlines() if ln.startswith(RESULT_PREFIX)]
+    if p.returncode != 0 or not lines:
+        raise RuntimeError(f"child {args[:2]} exited {p.returncode}; see {logfile}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+# ------------------------------------------------------------------------------------ part 1
+
+
+def part_load(a, eps, work: Path, res: dict) -> object:
+    src_ep, tgt_ep = eps["source"]["endpoint"], eps["target"]["endpoint"]
+    n = a.items
+    src_table = "bench_src"
+    say(f"part 1: seeding {n} items into {src_table} on the source (workload.make_item; every 5000th item, "
+        f"i % 5000 == 7, carries a ~380 KB binary: {sum(1 for i in range(n) if i % 5000 == 7)} of them)")
+    c = low_client(src_ep)
+    workload.create_table(c, src_table, gsi=False)
+    wait_active(c, src_table)
+    t0 = time.monotonic()
+    workload.seed(src_ep, src_table, n)
+    res["seed"] = {"items": n, "seconds": r(time.monotonic() - t0, 2)}
+    say(f"  seeded in {res['seed']['seconds']} s")
+
+    # warm the target server's JVM so the first contender does not pay for it
+    fresh_table(tgt_ep, "bench_warmup")
+    hand_tuned_write(tgt_ep, "bench_warmup", [workload.make_item(10_000_000 + i) for i in range(min(5000, n))])
+    drop_table(tgt_ep, "bench_warmup")
+
+    ctx = make_ctx(spec_text("bench_load", src_table, "bench_turnout", work / "staging", a), src_ep, tgt_ep)
+    pre = phases.preflight(ctx)
+    cdc = phases.start_cdc(ctx)
+    warm_clients(ctx)
+    say(f"  Turnout preflight {pre['status']}, start_cdc stream on, {cdc['segments']} export segments")
+    exp = turnout_export(ctx, a.parallel_tasks)
+    say(f"  Turnout export: {exp['items']} items in {exp['seconds']:.1f} s = {exp['items_per_s']:.0f} items/s "
+        f"({exp['segments']} segments, {exp['chunks']} chunks, {a.parallel_tasks} threads)")
+
+    # (a) hand-tuned writer, items in memory (generated untimed)
+    items = [workload.make_item(i) for i in range(n)]
+    fresh_table(tgt_ep, "bench_hand")
+    hand = hand_tuned_write(tgt_ep, "bench_hand", items, threads=8)
+    del items
+    gc.collect()
+    hand["count_check"] = count_items(tgt_ep, "bench_hand")
+    drop_table(tgt_ep, "bench_hand")
+    say(f"  hand-tuned BatchWriteItem: {hand['items']} items in {hand['seconds']:.1f} s = "
+        f"{hand['items_per_s']:.0f} items/s (table holds {hand['count_check']})")
+
+    # (b) the provider recipe, in a child process
+    fresh_table(tgt_ep, "bench_provider")
+    home = work / "airflow_home"
+    home.mkdir(exist_ok=True)
+    env = {"AIRFLOW_HOME": str(home),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW_CONN_BENCH_SOURCE": json.dumps({"conn_type": "aws", "login": "l", "password": "l", "extra": {
+               "endpoint_url": src_ep, "region_name": "us-east-1"}}),
+           "AIRFLOW_CONN_BENCH_TARGET": json.dumps({"conn_type": "aws", "login": "l", "password": "l", "extra": {
+               "endpoint_url": tgt_ep, "region_name": "us-east-1"}})}
+    prov = child(["--child", "provider", "--src-table", src_table, "--tgt-table", "bench_provider"], env,
+                 BENCH / "bench-provider.log", timeout=4 * 3600)
+    prov["count_check"] = count_items(tgt_ep, "bench_provider")
+    drop_table(tgt_ep, "bench_provider")
+    say(f"  provider recipe (Scan + TypeDeserializer + DynamoDBHook.write_batch_data): {prov['items']} items in "
+        f"{prov['seconds']:.1f} s = {prov['items_per_s']:.0f} items/s (table holds {prov['count_check']})")
+
+    # Turnout's load phase
+    load = turnout_load(ctx, a.parallel_tasks)
+    load["count_check"] = count_items(tgt_ep, "bench_turnout")
+    say(f"  Turnout load phase: {load['items']} items in {load['seconds']:.1f} s = {load['items_per_s']:.0f} items/s "
+        f"({load['units']} units, {a.parallel_tasks} at a time x {a.concurrency} writers; table holds "
+        f"{load['count_check']})")
+
+    e2e = exp["items"] / (exp["seconds"] + load["seconds"])
+    res["load"] = {
+        "items": n,
+        "big_items_380kb": sum(1 for i in range(n) if i % 5000 == 7),
+        "config": {"parallel_tasks": a.parallel_tasks, "load_concurrency": a.concurrency, "segments": a.segments,
+                   "chunk_items": a.chunk_items, "hand_tuned_threads": 8},
+        "turnout_export": {k: r(v, 2) if isinstance(v, float) else v for k, v in exp.items()},
+        "turnout_load": {k: r(v, 2) if isinstance(v, float) else v for k, v in load.items()},
+        "turnout_export_plus_load_items_per_s": r(e2e),
+        "hand_tuned": {k: r(v, 2) if isinstance(v, float) else v for k, v in hand.items()},
+        "provider_recipe": {k: r(v, 2) if isinstance(v, float) else v for k, v in prov.items()},
+        "ratio_vs_hand_tuned": r(load["items_per_s"] / hand["items_per_s"], 3),
+        "ratio_vs_provider": r(load["items_per_s"] / prov["items_per_s"], 3),
+        "ratio_export_plus_load_vs_provider": r(e2e / prov["items_per_s"], 3),
+    }
+    L = res["load"]
+    L["target_vs_hand_tuned_met"] = L["ratio_vs_hand_tuned"] >= TARGET_VS_HAND
+    L["target_vs_provider_met"] = L["ratio_vs_provider"] >= TARGET_VS_PROVIDER
+    return ctx, src_table
+
+
+def provider_child(a) -> dict:
+    """Child process: what an Airflow user builds from the Amazon provider (connections from the env)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+
+    logging.getLogger().setLevel(logging.WARNING)
+    # a plain low-level client from the source connection: wire format, so TypeDeserializer does the
+    # conversion the resource API needs (DynamoDBHook(...).client is the resource's own client, which
+    # already deserializes, like the operator's Table.scan)
+    src = AwsBaseHook(aws_conn_id="bench_source", client_type="dynamodb").get_conn()
+    dst = DynamoDBHook(aws_conn_id="bench_target", table_name=a.tgt_table, table_keys=["pk", "sk"])
+    dst.get_conn()  # connection lookup outside the timing
+    des = TypeDeserializer()
+    stats = {"items": 0, "pages": 0}
+
+    def items():
+        kw = {"TableName": a.src_table}
+        while True:  # page by page, single-threaded, like DynamoDBToS3Operator._scan_dynamodb_and_upload_to_s3
+            resp = src.scan(**kw)
+            stats["pages"] += 1
+            for it in resp.get("Items", []):
+                stats["items"] += 1
+                yield {k: des.deserialize(v) for k, v in it.items()}
+            if not resp.get("LastEvaluatedKey"):
+                return
+            kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    t0 = time.monotonic()
+    dst.write_batch_data(items())
+    dt = time.monotonic() - t0
+    return {"items": stats["items"], "pages": stats["pages"], "seconds": dt, "items_per_s": stats["items"] / dt}
+
+
+# ------------------------------------------------------------------------------------ part 2
+
+
+def capture_records(ctx) -> int:
+    return (ctx.staging.get_json("capture/checkpoint.json") or {}).get("records", 0)
+
+
+def applied(ctx) -> int:
+    return (ctx.staging.get_json("apply/checkpoint.json") or {}).get("consumed", 0)
+
+
+def wait_for(pred, timeout: float, step: float = 0.1) -> float:
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"condition not reached within {timeout} s")
+        time.sleep(step)
+    return time.monotonic() - t0
+
+
+def stop_both(ctx, cap_t, app_t, why: str) -> None:
+    phases.request_stop(ctx, why)
+    for t in (cap_t, app_t):
+        if t is not None:
+            t.join(120)
+            if t.is_alive():
+                raise RuntimeError(f"{t.name} did not stop within 120 s")
+
+
+def part_apply(a, eps, ctx, src_table: str, res: dict) -> None:
+    src_ep = eps["source"]["endpoint"]
+    spec = ctx.spec
+    say(f"part 2: change apply under a steady {a.rate:.0f} writes/s for {a.steady_seconds:.0f} s "
+        f"(lanes {spec.apply.lanes}, capture poll {spec.capture.poll_interval_seconds} s, heartbeat "
+        f"{spec.capture.heartbeat_seconds} s, apply poll {spec.apply.poll_interval_seconds} s: spec defaults)")
+    # independent end-to-end lag: every LiveWriter update stamps `note = "upd <time.time()>"`; measure
+    # from that stamp to the moment the target acknowledged the batch carrying it
+    e2e: list[float] = []
+    collect = {"on": False}
+    sink = ctx.sink
+    orig_apply = sink.apply_changes
+
+    def timed_apply(changes):
+        out = orig_apply(changes)
+        if collect["on"]:
+            now = time.time()
+            for c in changes:
+                note = (c.image or {}).get("note", {}).get("S", "") if c.op == "put" else ""
+                if note.startswith("upd "):
+                    e2e.append(now - float(note[4:]))
+        return out
+
+    sink.apply_changes = timed_apply  # instance attribute: the engine's code is untouched
+    cap_t, cap = run_bg(phases.run_capture, ctx)
+    app_t, app = run_bg(phases.run_apply, ctx)
+    time.sleep(2)
+    writer = workload.LiveWriter(src_ep, src_table, a.items, rate=a.rate)
+    samples: list[dict] = []
+    stop_sampling = threading.Event()
+
+    def sampler():
+        while not stop_sampling.is_set():
+            try:
+                samples.append(phases.lag_status(ctx))
+            except Exception as exc:  # a torn read must not end the run
+                log.warning("lag_status failed: %r", exc)
+            stop_sampling.wait(0.5)
+
+    collect["on"] = True
+    c0, a0 = capture_records(ctx), applied(ctx)
+    t0 = time.monotonic()
+    writer.start()
+    smp = threading.Thread(target=sampler, daemon=True)
+    smp.start()
+    time.sleep(a.steady_seconds)
+    t1 = time.monotonic()
+    c1, a1 = capture_records(ctx), applied(ctx)
+    counts = writer.stop()
+    t_stop = time.monotonic()
+    stop_sampling.set()
+    smp.join(5)
+    window = t1 - t0
+    ops = sum(v for k, v in counts.items() if k != "errors")
+    events = counts["put_new"] + counts["update"] + counts["put_again"] + counts["delete"]
+    say(f"  writer: {ops} ops in {t_stop - t0:.1f} s = {ops / (t_stop - t0):.0f}/s achieved ({counts})")
+    # catch-up after the writer stops: everything captured is applied and the capture saw nothing new for 3 s
+    state = {"last": -1, "since": time.monotonic()}
+
+    def drained():
+        s = phases.lag_status(ctx)
+        if s["captured"] != state["last"]:
+            state["last"], state["since"] = s["captured"], time.monotonic()
+        return s["backlog"] == 0 and time.monotonic() - state["since"] >= 3
+
+    catch_up = wait_for(drained, 300, 0.2) - 3.0
+    collect["on"] = False
+    lags = [s["lag_seconds"] for s in samples]
+    backlogs = [s["backlog"] for s in samples]
+    steady = {
+        "target_rate": a.rate,
+        "writer_ops": ops,
+        "writer_achieved_rate": r(ops / (t_stop - t0)),
+        "writer_counts": counts,
+        "stream_events_written": events,
+        "window_seconds": r(window, 2),
+        "captured_events_per_s": r((c1 - c0) / window),
+        "applied_events_per_s": r((a1 - a0) / window),
+        "catch_up_after_stop_seconds": r(max(0.0, catch_up), 2),
+        "lag_status_samples": len(samples),
+        "lag_seconds_p50": pct(lags, 50), "lag_seconds_p99": pct(lags, 99), "lag_seconds_max": max(lags or [0]),
+        "backlog_p50": pct(backlogs, 50), "backlog_p99": pct(backlogs, 99), "backlog_max": max(backlogs or [0]),
+        "e2e_lag_samples": len(e2e),
+        "e2e_lag_seconds_p50": r(pct(e2e, 50), 3), "e2e_lag_seconds_p99": r(pct(e2e, 99), 3),
+        "e2e_lag_seconds_max": r(max(e2e or [0]), 3),
+        "note": ("lag_seconds is phases.lag_status as measured: with a backlog it is now - ApproximateCreationDateTime "
+                 "of the newest applied change, which DynamoDB Local truncates to the minute (so it reads 0-60 s too "
+                 "high); with no backlog it is the age of the capture heartbeat's tip_poll_at (published every "
+                 "heartbeat_seconds). e2e_lag is independent: source write time (stamped into each update) to "
+                 "the target's acknowledgement."),
+    }
+    say(f"  apply consumed {steady['applied_events_per_s']}/s (captured {steady['captured_events_per_s']}/s); "
+        f"lag_status lag p50 {steady['lag_seconds_p50']} s p99 {steady['lag_seconds_p99']} s (as measured; "
+        f"DynamoDB Local truncates ApproximateCreationDateTime to the minute); backlog p50 {steady['backlog_p50']} "
+        f"p99 {steady['backlog_p99']}; end-to-end lag p50 {steady['e2e_lag_seconds_p50']} s p99 "
+        f"{steady['e2e_lag_seconds_p99']} s; caught up {steady['catch_up_after_stop_seconds']} s after the writer stopped")
+    stop_both(ctx, cap_t, app_t, "bench: steady phase done")
+    for name, box in (("capture", cap), ("apply", app)):
+        if "error" in box:
+            raise RuntimeError(f"run_{name} failed during the steady phase: {box['error']}")
+
+    # raw throughput over a pre-written backlog: N updates of existing keys (BatchWriteItem, 8 threads)
+    N = a.backlog
+    say(f"  pre-writing a backlog of {N} updates (batch puts of existing keys, capture and apply stopped)")
+    c = low_client(src_ep, 32)
+    tw = time.monotonic()
+
+    def put(lo):
+        reqs = [{"PutRequest": {"Item": workload.make_item(i, 7_000_000 + i)}} for i in range(lo, min(lo + 25, N))]
+        while reqs:
+            reqs = c.batch_write_item(RequestItems={src_table: reqs}).get("UnprocessedItems", {}).get(src_table, [])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(0, N, 25)))
+    write_s = time.monotonic() - tw
+    before_cap, before_app = capture_records(ctx), applied(ctx)
+    phases.start_cdc(ctx)  # re-arms the capture (reuses the recorded position)
+    tc = time.monotonic()
+    cap_t, cap = run_bg(phases.run_capture, ctx)
+    wait_for(lambda: capture_records(ctx) >= before_cap + N or "error" in cap, 1800, 0.05)
+    cap_s = time.monotonic() - tc
+    got_cap = capture_records(ctx) - before_cap
+    ta = time.monotonic()
+    app_t, app = run_bg(phases.run_apply, ctx)
+    wait_for(lambda: applied(ctx) >= before_app + got_cap or "error" in app, 1800, 0.05)
+    app_s = time.monotonic() - ta
+    got_app = applied(ctx) - before_app
+    stop_both(ctx, cap_t, app_t, "bench: backlog drained")
+    for name, box in (("capture", cap), ("apply", app)):
+        if "error" in box:
+            raise RuntimeError(f"run_{name} failed during the backlog phase: {box['error']}")
+    ck = ctx.staging.get_json("apply/checkpoint.json")
+    raw = {"backlog_changes": N, "source_write_seconds": r(write_s, 2),
+           "capture_events": got_cap, "capture_seconds": r(cap_s, 2), "capture_events_per_s": r(got_cap / cap_s),
+           "apply_events": got_app, "apply_seconds": r(app_s, 2), "apply_events_per_s": r(got_app / app_s),
+           "apply_seconds_include": "run_apply start-up (ledger rebuilt from the already applied change log) "
+                                    "and its first poll (apply.poll_interval_seconds)",
+           "apply_totals": {k: ck.get(k) for k in ("consumed", "puts", "deletes", "stale", "coalesced", "rejected")}}
+    say(f"  backlog: capture {got_cap} events in {cap_s:.1f} s = {raw['capture_events_per_s']}/s; apply drained "
+        f"{got_app} events in {app_s:.1f} s = {raw['apply_events_per_s']}/s")
+    res["apply"] = {"steady": steady, "backlog": raw}
+
+
+# ------------------------------------------------------------------------------------ part 3
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Linux resets VmHWM (peak RSS) when 5 is written to /proc/self/clear_refs."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_child(a) -> dict:
+    """Child process: export + load of one table, with the same thread layout as part 1; peak RSS."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    work = Path(a.staging)
+    ctx = make_ctx(spec_text(f"bench_mem_{a.size}", a.src_table, a.tgt_table, work, a), a.src_ep, a.tgt_ep)
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    warm_clients(ctx)
+    gc.collect()
+    baseline = _status_kb("VmRSS")
+    resettable = _reset_hwm()
+    exp = turnout_export(ctx, a.parallel_tasks)
+    exp_hwm = _status_kb("VmHWM")
+    if resettable:
+        _reset_hwm()
+    load = turnout_load(ctx, a.parallel_tasks)
+    load_hwm = _status_kb("VmHWM") if resettable else None
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, whole life of the process
+    return {"size": a.size, "items_exported": exp["items"], "items_loaded": load["items"],
+            "export_seconds": exp["seconds"], "load_seconds": load["seconds"],
+            "export_items_per_s": exp["items_per_s"], "load_items_per_s": load["items_per_s"],
+            "baseline_rss_mb": baseline / 1024 if baseline else None,
+            "peak_rss_mb": maxrss / 1024,
+            "export_peak_rss_mb": exp_hwm / 1024 if exp_hwm else None,
+            "load_peak_rss_mb": load_hwm / 1024 if load_hwm else None,
+            "chunks": exp["chunks"], "units": load["units"]}
+
+
+def part_memory(a, eps, work: Path, res: dict) -> None:
+    src_ep, tgt_ep = eps["source"]["endpoint"], eps["target"]["endpoint"]
+    out = []
+    for size in a.sizes:
+        src_table, tgt_table = f"mem_src_{size}", f"mem_tgt_{size}"
+        say(f"part 3: seeding {size} items for the memory run (takes a while at 1M)")
+        c = low_client(src_ep)
+        workload.create_table(c, src_table, gsi=False)
+        wait_active(c, src_table)
+        t0 = time.monotonic()
+        workload.seed(src_ep, src_table, size)
+        seed_s = time.monotonic() - t0
+        staging = work / f"staging-mem-{size}"
+        m = child(["--child", "memory", "--size", str(size), "--src-table", src_table, "--tgt-table", tgt_table,
+                   "--src-ep", src_ep, "--tgt-ep", tgt_ep, "--staging", str(staging),
+                   "--parallel-tasks", str(a.parallel_tasks), "--concurrency", str(a.concurrency),
+                   "--segments", str(a.segments), "--chunk-items", str(a.chunk_items)],
+                  {}, BENCH / f"bench-memory-{size}.log", timeout=4 * 3600)
+        m["seed_seconds"] = seed_s
+        m = {k: r(v, 1) if isinstance(v, float) else v for k, v in m.items()}
+        out.append(m)
+        say(f"  {size} items: peak RSS {m['peak_rss_mb']} MB (baseline after imports {m['baseline_rss_mb']} MB; "
+            f"export peak {m['export_peak_rss_mb']} MB, load peak {m['load_peak_rss_mb']} MB); export "
+            f"{m['export_items_per_s']}/s, load {m['load_items_per_s']}/s")
+        drop_table(src_ep, src_table)
+        drop_table(tgt_ep, tgt_table)
+        shutil.rmtree(staging, ignore_errors=True)
+    mem = {"runs": out}
+    if len(out) >= 2:
+        lo, hi = out[0], out[-1]
+        mem["ratio_peak"] = r(hi["peak_rss_mb"] / lo["peak_rss_mb"], 3)
+        if lo.get("baseline_rss_mb") and hi.get("baseline_rss_mb"):
+            mem["ratio_peak_above_baseline"] = r((hi["peak_rss_mb"] - hi["baseline_rss_mb"])
+                                                 / max(lo["peak_rss_mb"] - lo["baseline_rss_mb"], 1e-6), 3)
+        mem["sizes"] = [lo["size"], hi["size"]]
+    res["memory"] = mem
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def fmt_rate(x):
+    return "-" if x is None else f"{x:,.0f}/s"
+
+
+def summary_table(res: dict) -> str:
+    rows = []
+    L = res.get("load")
+    if L:
+        n = L["items"]
+        rows += [
+            f"part 1  bulk load, {n:,} items ({L['big_items_380kb']} of ~380 KB), same target server",
+            f"  Turnout export (segments {L['config']['segments']}, {L['config']['parallel_tasks']} threads)"
+            f"          {fmt_rate(L['turnout_export']['items_per_s']):>12}",
+            f"  Turnout load phase ({L['config']['parallel_tasks']} units x {L['config']['load_concurrency']} writers)"
+            f"               {fmt_rate(L['turnout_load']['items_per_s']):>12}",
+            f"  Turnout export+load end to end                       {fmt_rate(L['turnout_export_plus_load_items_per_s']):>12}",
+            f"  hand-tuned BatchWriteItem (8 threads, in memory)     {fmt_rate(L['hand_tuned']['items_per_s']):>12}",
+            f"  provider recipe (Scan + write_batch_data)            {fmt_rate(L['provider_recipe']['items_per_s']):>12}",
+            f"  ratio load / hand-tuned   {L['ratio_vs_hand_tuned']:>7.2f}x   target >= {TARGET_VS_HAND}x: "
+            f"{'met' if L['target_vs_hand_tuned_met'] else 'NOT met'}",
+            f"  ratio load / provider     {L['ratio_vs_provider']:>7.2f}x   target >= {TARGET_VS_PROVIDER}x: "
+            f"{'met' if L['target_vs_provider_met'] else 'NOT met'}",
+            f"  ratio export+load / provider (both read the source) {L['ratio_export_plus_load_vs_provider']:.2f}x",
+        ]
+    A = res.get("apply")
+    if A:
+        s, b = A["steady"], A["backlog"]
+        rows += [
+            f"part 2  change apply",
+            f"  steady writer: target {s['target_rate']:.0f}/s, achieved {s['writer_achieved_rate']}/s "
+            f"over {s['window_seconds']} s",
+            f"  apply consumed {s['applied_events_per_s']}/s, capture {s['captured_events_per_s']}/s",
+            f"  lag_status lag p50/p99  {s['lag_seconds_p50']} / {s['lag_seconds_p99']} s  (as measured; DynamoDB Local "
+            f"truncates ApproximateCreationDateTime to the minute)",
+            f"  backlog p50/p99         {s['backlog_p50']} / {s['backlog_p99']} changes",
+            f"  end-to-end lag p50/p99  {s['e2e_lag_seconds_p50']} / {s['e2e_lag_seconds_p99']} s  "
+            f"(write stamp -> target ack, {s['e2e_lag_samples']} updates)",
+            f"  caught up {s['catch_up_after_stop_seconds']} s after the writer stopped",
+            f"  raw backlog of {b['backlog_changes']:,}: capture {fmt_rate(b['capture_events_per_s'])}, "
+            f"apply {fmt_rate(b['apply_events_per_s'])}",
+        ]
+    M = res.get("memory")
+    if M and M.get("runs"):
+        rows.append("part 3  load-phase peak RSS (export + load in a child process)")
+        for m in M["runs"]:
+            rows.append(f"  {m['size']:>9,} items  peak {m['peak_rss_mb']:>7.1f} MB  (baseline {m['baseline_rss_mb']} MB, "
+                        f"export {m['export_peak_rss_mb']} MB, load {m['load_peak_rss_mb']} MB)")
+        if "ratio_peak" in M:
+            rows.append(f"  ratio {M['sizes'][1]:,}/{M['sizes'][0]:,}: {M['ratio_peak']:.2f}x "
+                        f"(above baseline {M.get('ratio_peak_above_baseline')}x; target: flat, about 1)")
+    rows.append(f"wall time {res['wall_seconds']:.0f} s (load average at start {res['loadavg_at_start']}, at end "
+                f"{res['loadavg_at_end']}: the host is shared, figures are noisy)")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, help="items for parts 1 and 2 (default 100000; 20000 with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smaller run: 20k items, memory at 20k/200k, 20 s steady phase, 10k backlog")
+    ap.add_argument("--skip-memory", action="store_true", help="skip part 3 (peak memory at two sizes)")
+    ap.add_argument("--sizes", help="comma-separated sizes for part 3 (default 100000,1000000; quick 20000,200000)")
+    ap.add_argument("--rate", type=float, default=200.0, help="steady write rate for part 2 (default 200/s)")
+    ap.add_argument("--steady-seconds", type=float, help="length of the steady phase (default 30; quick 20)")
+    ap.add_argument("--backlog", type=int, help="changes pre-written for the raw apply figure (default 20000; quick 10000)")
+    ap.add_argument("--parallel-tasks", type=int, default=2, help="spec rate_limits.parallel_tasks (load units at once)")
+    ap.add_argument("--concurrency", type=int, default=8, help="spec load.concurrency")
+    ap.add_argument("--segments", type=int, default=4, help="spec export.segments")
+    ap.add_argument("--chunk-items", type=int, default=10_000, help="spec export.chunk_items")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (staging, logs) instead of removing it")
+    ap.add_argument("--json", default=str(BENCH / "results-latest.json"), help="where to write the figures")
+    # internal: child processes
+    ap.add_argument("--child", choices=["provider", "memory"], help=argparse.SUPPRESS)
+    for opt in ("--src-table", "--tgt-table", "--src-ep", "--tgt-ep", "--staging"):
+        ap.add_argument(opt, help=argparse.SUPPRESS)
+    ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+
+    if a.child:
+        out = provider_child(a) if a.child == "provider" else memory_child(a)
+        print(RESULT_PREFIX + json.dumps(out), flush=True)
+        return 0
+
+    a.items = a.items or (20_000 if a.quick else 100_000)
+    a.steady_seconds = a.steady_seconds or (20.0 if a.quick else 30.0)
+    a.backlog = a.backlog or (10_000 if a.quick else 20_000)
+    a.sizes = [int(s) for s in a.sizes.split(",")] if a.sizes else ([20_000, 200_000] if a.quick else
+                                                                     [100_000, 1_000_000])
+    work = Path(tempfile.mkdtemp(prefix="turnout-bench-"))
+    logfile = BENCH / "bench-latest.log"
+    logging.basicConfig(level=logging.INFO, filename=str(logfile), filemode="w",
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.ERROR)
+    logging.getLogger().addHandler(console)
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    res: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": a.quick, "items": a.items,
+                 "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
+                 "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+                 "commit": commit, "server": "DynamoDB Local (-inMemory -sharedDb, -Xmx2g), source and target separate"}
+    say(f"work dir {work}; engine log {logfile}")
+    state = work / "stack"
+    rc = 0
+    try:
+        eps = stack.up(state)
+        say(f"stack up: source {eps['source']['endpoint']}, target {eps['target']['endpoint']} (pids "
+            f"{eps['source']['pid']}, {eps['target']['pid']}, moto {eps['s3']['pid']})")
+        ctx, src_table = part_load(a, eps, work, res)
+        part_apply(a, eps, ctx, src_table, res)
+        drop_table(eps["source"]["endpoint"], src_table)
+        drop_table(eps["target"]["endpoint"], ctx.spec.target.table)
+        shutil.rmtree(work / "staging", ignore_errors=True)
+        if not a.skip_memory:
+            part_memory(a, eps, work, res)
+    except BaseException as exc:
+        res["error"] = repr(exc)
+        log.exception("bench failed")
+        print(f"bench failed: {exc!r} (see {logfile})", file=sys.stderr)
+        rc = 1
+    finally:
+        stopped = stack.down(state)
+        say(f"stack down: {' '.join(stopped) or 'nothing to stop'}")
+        if a.keep:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    res["wall_seconds"] = round(time.monotonic() - T_START, 1)
+    res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    Path(a.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    print("\n" + "=" * 100)
+    print(f"Turnout bench {res['started_at']} ({'quick' if a.quick else 'full'}; {res['host']['cpus']} CPUs; "
+          f"commit {commit or '?'}; {res['server']})")
+    print("=" * 100)
+    print(summary_table(res))
+    if "error" in res:
+        print(f"INCOMPLETE: {res['error']}")
+    print(f"figures: {a.json}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
