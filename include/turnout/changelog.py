@@ -12,7 +12,7 @@ import re
 from typing import Iterator
 
 from .adapters.base import Change
-from .codec import item_from_json, item_to_json
+from .codec import DYNAMODB
 from .staging import Staging
 
 PREFIX = "changelog/"
@@ -23,11 +23,11 @@ def file_key(n: int) -> str:
     return f"{PREFIX}{n:012d}.jsonl.gz"
 
 
-def encode(c: Change, captured_at: float) -> dict:
+def encode(c: Change, captured_at: float, codec=DYNAMODB) -> dict:
     return {
-        "k": item_to_json(c.key),
+        "k": codec.to_json(c.key),
         "op": c.op,
-        "img": item_to_json(c.image) if c.image is not None else None,
+        "img": codec.to_json(c.image) if c.image is not None else None,
         "v": c.version,
         "ts": c.created_at,
         "cap": captured_at,
@@ -35,23 +35,23 @@ def encode(c: Change, captured_at: float) -> dict:
     }
 
 
-def decode(doc: dict) -> Change:
+def decode(doc: dict, codec=DYNAMODB) -> Change:
     return Change(
-        key=item_from_json(doc["k"]),
+        key=codec.from_json(doc["k"]),
         op=doc["op"],
-        image=item_from_json(doc["img"]) if doc.get("img") is not None else None,
+        image=codec.from_json(doc["img"]) if doc.get("img") is not None else None,
         version=list(doc["v"]),
         created_at=float(doc["ts"]),
         origin=doc.get("o", ""),
     )
 
 
-def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float) -> None:
-    staging.put_jsonl_gz(file_key(n), [encode(c, captured_at) for c in changes])
+def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float, codec=DYNAMODB) -> None:
+    staging.put_jsonl_gz(file_key(n), [encode(c, captured_at, codec) for c in changes])
 
 
-def read_file(staging: Staging, n: int) -> list[Change]:
-    return [decode(d) for d in staging.iter_jsonl_gz(file_key(n))]
+def read_file(staging: Staging, n: int, codec=DYNAMODB) -> list[Change]:
+    return [decode(d, codec) for d in staging.iter_jsonl_gz(file_key(n))]
 
 
 def file_numbers(staging: Staging, start: int = 0) -> list[int]:
@@ -63,9 +63,10 @@ def file_numbers(staging: Staging, start: int = 0) -> list[int]:
     return sorted(out)
 
 
-def iter_changes(staging: Staging, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, Change]]:
+def iter_changes(staging: Staging, start: int = 0, stop: int | None = None, codec=DYNAMODB
+                 ) -> Iterator[tuple[int, Change]]:
     for n in file_numbers(staging, start):
         if stop is not None and n >= stop:
             return
-        for c in read_file(staging, n):
+        for c in read_file(staging, n, codec):
             yield n, c

@@ -163,3 +163,54 @@ def _av_size(av: dict) -> int:
 def item_size(item: Item) -> int:
     """DynamoDB's item size rule (attribute names + values), close enough to enforce the 400 KB limit."""
     return sum(len(k.encode()) + _av_size(v) for k, v in item.items())
+
+
+# ---------------------------------------------------------------- record codecs
+# A codec tells the engine how one side's records look: JSON-safe form for staging files, and the
+# canonical text that hashing and key comparison use. Sources and sinks each name theirs.
+
+
+class DynamoDBCodec:
+    """DynamoDB wire items (``{"a": {"S": "x"}}``): numbers as exact strings, binaries as bytes."""
+
+    name = "dynamodb"
+
+    def to_json(self, rec: Item) -> dict:
+        return item_to_json(rec)
+
+    def from_json(self, doc: dict) -> Item:
+        return item_from_json(doc)
+
+    def canonical(self, rec: Item) -> str:
+        return canonical(rec)
+
+    def hash(self, rec: Item) -> bytes:
+        return item_hash(rec)
+
+    def key_text(self, key: Item) -> str:
+        return canonical(key)
+
+
+class JsonDocCodec:
+    """Plain JSON documents (Cosmos DB for NoSQL): canonical text with sorted keys."""
+
+    name = "json"
+
+    def to_json(self, rec: dict) -> dict:
+        return rec
+
+    def from_json(self, doc: dict) -> dict:
+        return doc
+
+    def canonical(self, rec: dict) -> str:
+        return json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def hash(self, rec: dict) -> bytes:
+        return hashlib.blake2b(self.canonical(rec).encode(), digest_size=16).digest()
+
+    def key_text(self, key: dict) -> str:
+        return self.canonical(key)
+
+
+DYNAMODB = DynamoDBCodec()
+JSON_DOC = JsonDocCodec()

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 from . import changelog
 from .adapters.base import Change
-from .codec import Item, item_from_json, item_to_json, key_text, stable_bucket
+from .codec import Item, stable_bucket
 from .errors import DeadLetterError, PreflightError, RecordError, TurnoutError
 from .retry import TokenBucket
 from .runtime import Context
@@ -40,14 +40,15 @@ def _seg(i: int) -> str:
     return f"export/seg-{i:05d}"
 
 
-def dead_letter(ctx: Context, phase: str, name: str, rows: list[tuple[Any, str]]) -> int:
+def dead_letter(ctx: Context, phase: str, name: str, rows: list[tuple[Any, str]], codec=None) -> int:
     """Write rejected records with their reasons; the caller then turns the run red."""
     if not rows:
         return 0
+    codec = codec or ctx.source_codec
     docs = []
     for what, reason in rows:
         try:
-            payload = item_to_json(what) if isinstance(what, dict) else what
+            payload = codec.to_json(what) if isinstance(what, dict) else what
         except Exception:  # a malformed record is kept as text
             payload = repr(what)
         docs.append({"record": payload, "reason": reason, "at": ctx.clock(), "run_id": ctx.run_id})
@@ -210,16 +211,16 @@ def export_segment(ctx: Context, segment: int) -> dict:
     t0, n0, last_log = time.monotonic(), ck["items"], 0.0
     resume = ck["resume"]
     if resume is not None:
-        resume = item_from_json(resume)
+        resume = ctx.source_codec.from_json(resume)
         ctx.log.info("TURNOUT export segment=%d resuming after %d items, %d chunks", segment, ck["items"],
                      len(ck["chunks"]))
 
     def flush(pos):
         name = f"{_seg(segment)}/chunk-{len(ck['chunks']):05d}.jsonl.gz"
-        nbytes = st.put_jsonl_gz(name, [item_to_json(i) for i in buf])
+        nbytes = st.put_jsonl_gz(name, [ctx.source_codec.to_json(i) for i in buf])
         ck["chunks"].append({"key": name, "items": len(buf), "bytes": nbytes})
         ck["items"] += len(buf)
-        ck["resume"] = item_to_json(pos) if pos else None
+        ck["resume"] = ctx.source_codec.to_json(pos) if pos else None
         st.put_json(ck_key, ck)  # the checkpoint moves only after the chunk is durable
         buf.clear()
 
@@ -251,7 +252,7 @@ def _export_native_file(ctx: Context, unit: int, plan: dict, ck: dict, ck_key: s
     st = ctx.staging
     f = plan["native_files"][unit]
     s3 = ctx.s3_client_factory()
-    rows = [item_to_json(i) for i in read_data_file(s3, plan["native_bucket"], f["key"])]
+    rows = [ctx.source_codec.to_json(i) for i in read_data_file(s3, plan["native_bucket"], f["key"])]
     chunk_items = ctx.spec.export.chunk_items
     for i in range(0, len(rows), chunk_items) or [0]:
         name = f"{_seg(unit)}/chunk-{i // chunk_items:05d}.jsonl.gz"
@@ -374,7 +375,7 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
             items, bad = [], []
             for n, doc in enumerate(st.iter_jsonl_gz(chunk), 1):
                 try:
-                    items.append(tr.item(item_from_json(doc)))
+                    items.append(tr.item(ctx.source_codec.from_json(doc)))
                 except RecordError as exc:
                     bad.append((doc, f"{chunk} line {n}: {exc}"))
 
@@ -387,7 +388,7 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
             rejected = bad + [rj for r in results for rj in r.rejected]
             name = chunk.removeprefix("export/").replace("/", "-").removesuffix(".jsonl.gz")
             if rejected:
-                dead_letter(ctx, "load", name, rejected)
+                dead_letter(ctx, "load", name, rejected, ctx.target_codec)
             elif st.exists(f"deadletter/load/{name}.jsonl.gz"):
                 st.delete(f"deadletter/load/{name}.jsonl.gz")  # re-driven: everything is in the target now
                 ctx.log.info("TURNOUT load re-drove %s: its dead letters are now written", chunk)
@@ -435,7 +436,7 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
     for n in changelog.file_numbers(st, ck["next_file"]):
         if n != ck["next_file"]:
             raise TurnoutError(f"change log has a gap: file {n} after {ck['next_file'] - 1}")
-        changes = changelog.read_file(st, n)
+        changes = changelog.read_file(st, n, ctx.source_codec)
         for c in changes:
             reader.advance_past(c)
         ck["records"] += len(changes)
@@ -467,7 +468,7 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
         if p.rejected:
             dead_letter(ctx, "capture", f"file-{ck['next_file']:012d}-{int(poll_started * 1000)}", p.rejected)
         if p.changes:
-            changelog.write_file(st, ck["next_file"], p.changes, ctx.clock())
+            changelog.write_file(st, ck["next_file"], p.changes, ctx.clock(), ctx.source_codec)
             ck["next_file"] += 1
             ck["records"] += len(p.changes)
         ck["skipped_old"] += p.skipped_old
@@ -513,10 +514,16 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
         "started_at": ctx.clock()}
     st.put_json("apply/checkpoint.json", ck)
     ledger: dict[str, list[int]] = {}
-    for _n, c in changelog.iter_changes(st, 0, ck["next_file"]):
-        kt = key_text(tr.key(c.key))
-        if kt not in ledger or c.version > ledger[kt]:
-            ledger[kt] = c.version
+    tcodec = ctx.target_codec
+    for _n, c in changelog.iter_changes(st, 0, ck["next_file"], ctx.source_codec):
+        try:
+            targets = tr.change(c)
+        except RecordError:
+            continue  # it was dead-lettered when first applied
+        for tc in targets:
+            kt = tcodec.key_text(tc.key)
+            if kt not in ledger or tc.version > ledger[kt]:
+                ledger[kt] = tc.version
     if ck["next_file"]:
         ctx.log.info("TURNOUT apply resuming at change log file %d (ledger of %d keys rebuilt)", ck["next_file"],
                      len(ledger))
@@ -551,45 +558,43 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
                     heartbeat()
                 time.sleep(ctx.spec.apply.poll_interval_seconds)
                 continue
-            latest: dict[str, tuple[Change, Item]] = {}
+            latest: dict[str, Change] = {}
             consumed, stale, coalesced, newest = 0, 0, 0, ck["newest_ts"]
             bad: list[tuple[Any, str]] = []
             for n in files:
-                for c in changelog.read_file(st, n):
+                for c in changelog.read_file(st, n, ctx.source_codec):
                     consumed += 1
                     newest = c.created_at if newest is None else max(newest, c.created_at)
                     try:
-                        tkey = tr.key(c.key)
-                        kt = key_text(tkey)
-                        if c.op == "put":
-                            c = Change(key=tkey, op="put", image=tr.item(c.image), version=c.version,
-                                       created_at=c.created_at, origin=c.origin)
-                        else:
-                            c = Change(key=tkey, op="delete", image=None, version=c.version,
-                                       created_at=c.created_at, origin=c.origin)
+                        targets = tr.change(c)
                     except RecordError as exc:
                         bad.append((c.image or c.key, f"change {c.origin}: {exc}"))
                         continue
-                    if (kt in ledger and ledger[kt] >= c.version) or (kt in latest and latest[kt][0].version >= c.version):
-                        stale += 1
-                        continue
-                    if kt in latest:
-                        coalesced += 1
-                    latest[kt] = (c, tkey)
+                    for tc in targets:
+                        kt = tcodec.key_text(tc.key)
+                        if (kt in ledger and ledger[kt] >= tc.version) or (
+                                kt in latest and latest[kt].version >= tc.version):
+                            stale += 1
+                            continue
+                        if kt in latest:
+                            coalesced += 1
+                        latest[kt] = tc
             by_lane: list[list[Change]] = [[] for _ in range(lanes)]
-            for kt, (c, _k) in latest.items():
-                by_lane[stable_bucket(kt, lanes)].append(c)
+            for kt, tc in latest.items():
+                by_lane[stable_bucket(kt, lanes)].append(tc)
             results = list(pool.map(sink.apply_changes, [lane for lane in by_lane if lane]))
+            dead_letter(ctx, "apply", f"files-{files[0]:012d}-{files[-1]:012d}", bad)
+            dead_letter(ctx, "apply", f"files-{files[0]:012d}-{files[-1]:012d}-target",
+                        [rj for r in results for rj in r.rejected], tcodec)
             rejected = bad + [rj for r in results for rj in r.rejected]
-            dead_letter(ctx, "apply", f"files-{files[0]:012d}-{files[-1]:012d}", rejected)
-            for kt, (c, _k) in latest.items():
-                ledger[kt] = c.version
+            for kt, tc in latest.items():
+                ledger[kt] = tc.version
             ck["next_file"] = files[-1] + 1
             ck["consumed"] += consumed
             ck["stale"] += stale
             ck["coalesced"] = ck.get("coalesced", 0) + coalesced
-            ck["puts"] += sum(1 for c, _ in latest.values() if c.op == "put")
-            ck["deletes"] += sum(1 for c, _ in latest.values() if c.op == "delete")
+            ck["puts"] += sum(1 for tc in latest.values() if tc.op == "put")
+            ck["deletes"] += sum(1 for tc in latest.values() if tc.op == "delete")
             ck["rejected"] += len(rejected)
             ck["newest_ts"] = newest
             st.put_json("apply/checkpoint.json", ck)  # only after the target acknowledged every lane

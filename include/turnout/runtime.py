@@ -46,6 +46,14 @@ class Context:
         raise NotImplementedError(t.kind)
 
     @cached_property
+    def source_codec(self):
+        return codec_for(self.spec.source.kind)
+
+    @cached_property
+    def target_codec(self):
+        return codec_for(self.spec.target.kind)
+
+    @cached_property
     def transform(self) -> Transform:
         plan = self.staging.get_json("state/preflight.json") or {}
         key = plan.get("source_key") or self.source.describe().key_attributes
@@ -58,6 +66,12 @@ class Context:
 
     def whoami(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def codec_for(kind: str):
+    from .codec import DYNAMODB
+
+    return {"dynamodb": DYNAMODB}[kind]
 
 
 def _fmt(v) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .adapters.base import Change
 from .codec import Item
 from .errors import RecordError
 
@@ -46,3 +47,17 @@ class Transform:
 
     def target_key_of(self, target_item: Item) -> Item:
         return {a: target_item[a] for a in self.target_key}
+
+    def source_key_of(self, target_item: Item) -> Item:
+        """The source key an item in the target came from (for point rechecks of target-only keys)."""
+        r = dict(self.rename)
+        return {a: target_item[r.get(a, a)] for a in self.source_key}
+
+    def change(self, c: Change) -> list[Change]:
+        """A source change as target changes (one here; a key-redesign transform may emit a delete of the
+        old key and a put of the new one). Versions and times travel unchanged."""
+        if c.op == "delete":
+            return [Change(key=self.key(c.key), op="delete", image=None, version=c.version,
+                           created_at=c.created_at, origin=c.origin)]
+        return [Change(key=self.key(c.key), op="put", image=self.item(c.image), version=c.version,
+                       created_at=c.created_at, origin=c.origin)]

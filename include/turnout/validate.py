@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional
 
-from .codec import Item, canonical, item_hash, key_text, stable_bucket
+from .codec import Item, stable_bucket
 from .errors import RecordError, ValidationFailed
 from .runtime import Context
 
@@ -34,22 +34,22 @@ def _scan_side(scan: Callable[[int, int], Iterator[Item]], fn, total: int = SCAN
 
 
 class _Digest:
-    def __init__(self, buckets: int, key_of, sample: int = 0, required=()):
-        self.buckets, self.key_of, self.sample, self.required = buckets, key_of, sample, required
+    def __init__(self, buckets: int, key_of, codec, sample: int = 0, required=()):
+        self.buckets, self.key_of, self.codec, self.sample, self.required = buckets, key_of, codec, sample, required
 
     def new(self):
         return {"count": [0] * self.buckets, "xor": [0] * self.buckets, "sample": [], "errors": []}
 
     def add(self, acc, item):
         try:
-            item, key = self.key_of(item)
+            item, key, _src_key = self.key_of(item)
         except RecordError as exc:
             acc["errors"].append(str(exc))
             return
-        kt = key_text(key)
+        kt = self.codec.key_text(key)
         b = stable_bucket(kt, self.buckets)
         acc["count"][b] += 1
-        acc["xor"][b] ^= int.from_bytes(item_hash(item), "big")
+        acc["xor"][b] ^= int.from_bytes(self.codec.hash(item), "big")
         if len(acc["sample"]) < self.sample:
             acc["sample"].append({"key": kt, **{a: (a in item) for a in self.required}})
 
@@ -65,20 +65,20 @@ class _Digest:
 
 
 class _Keys:
-    def __init__(self, buckets: int, wanted: set[int], key_of):
-        self.buckets, self.wanted, self.key_of = buckets, wanted, key_of
+    def __init__(self, buckets: int, wanted: set[int], key_of, codec):
+        self.buckets, self.wanted, self.key_of, self.codec = buckets, wanted, key_of, codec
 
     def new(self):
         return {}
 
     def add(self, acc, item):
         try:
-            item, key = self.key_of(item)
+            item, key, src_key = self.key_of(item)
         except RecordError:
             return
-        kt = key_text(key)
+        kt = self.codec.key_text(key)
         if stable_bucket(kt, self.buckets) in self.wanted:
-            acc[kt] = (key, item_hash(item))
+            acc[kt] = (key, self.codec.hash(item), src_key)
 
     def merge(self, parts):
         out = {}
@@ -127,30 +127,32 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
     tr, src, sink = ctx.transform, ctx.source, ctx.sink
     t0 = time.monotonic()
 
+    codec = ctx.target_codec
+
     def src_key(item):
         t = tr.item(item)
-        return t, tr.target_key_of(t)
+        return t, tr.target_key_of(t), {a: item[a] for a in tr.source_key}
 
     def tgt_key(item):
-        return item, tr.target_key_of(item)
+        return item, tr.target_key_of(item), tr.source_key_of(item)
 
     required = list(ctx.spec.mapping.required)
-    sd = _scan_side(src.scan, _Digest(v.buckets, src_key))
-    td = _scan_side(sink.scan, _Digest(v.buckets, tgt_key, v.expectation_sample, required))
+    sd = _scan_side(src.scan, _Digest(v.buckets, src_key, codec))
+    td = _scan_side(sink.scan, _Digest(v.buckets, tgt_key, codec, v.expectation_sample, required))
     source_count, target_count = sum(sd["count"]), sum(td["count"])
     bad = {b for b in range(v.buckets) if sd["count"][b] != td["count"][b] or sd["xor"][b] != td["xor"][b]}
     ctx.progress("validate", source_count=source_count, target_count=target_count, buckets=v.buckets,
                  differing_buckets=len(bad))
     differing: dict[str, dict] = {}
     if bad:
-        sk = _scan_side(src.scan, _Keys(v.buckets, bad, src_key))
-        tk = _scan_side(sink.scan, _Keys(v.buckets, bad, tgt_key))
+        sk = _scan_side(src.scan, _Keys(v.buckets, bad, src_key, codec))
+        tk = _scan_side(sink.scan, _Keys(v.buckets, bad, tgt_key, codec))
         for kt in set(sk) | set(tk):
             s, t = sk.get(kt), tk.get(kt)
             if s and t and s[1] == t[1]:
                 continue
             kind = "missing" if t is None else "extra" if s is None else "different"
-            differing[kt] = {"kind": kind, "key": (s or t)[0]}
+            differing[kt] = {"kind": kind, "key": (s or t)[0], "src_key": (s or t)[2]}
     # rechecks: point reads on both sides after the lag has had time to pass
     first_found = len(differing)
     rounds = 0
@@ -160,15 +162,14 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         time.sleep(wait)
         still = {}
         for kt, d in differing.items():
-            tkey = d["key"]
-            s_item = _source_get(ctx, tkey)
-            t_item = sink.get(tkey)
+            s_item = src.get(d["src_key"])
+            t_item = sink.get(d["key"])
             s_t = tr.item(s_item) if s_item is not None else None
             if (s_t is None and t_item is None) or (
-                    s_t is not None and t_item is not None and canonical(s_t) == canonical(t_item)):
+                    s_t is not None and t_item is not None and codec.canonical(s_t) == codec.canonical(t_item)):
                 continue
             kind = "missing" if t_item is None else "extra" if s_t is None else "different"
-            still[kt] = {"kind": kind, "key": tkey}
+            still[kt] = {**d, "kind": kind}
         ctx.progress("validate", recheck_round=rounds, rechecked=len(differing), still_differing=len(still))
         differing = still
     ge = _expectations(td["sample"], required, source_count, target_count)
@@ -210,9 +211,3 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         raise ValidationFailed(f"Great Expectations failed on the target: {ge['expectations']}")
     return {k: result[k] for k in ("ok", "source_count", "target_count", "differences", "differences_first_pass",
                                     "recheck_rounds", "report")} | {"expectations_ok": ge["success"]}
-
-
-def _source_get(ctx: Context, target_key: Item) -> Optional[Item]:
-    """Point read on the source for a target key (inverting the key rename)."""
-    inv = {t: s for s, t in ctx.transform.rename}
-    return ctx.source.get({inv.get(a, a): v for a, v in target_key.items()})
