@@ -45,8 +45,43 @@ class DynamoDBTarget(Strict):
     max_item_bytes: int = Field(default=400 * 1024, gt=0, description="the target's item size limit")
 
 
+class CosmosTarget(Strict):
+    """Azure Cosmos DB for NoSQL (documents); the connection is an Airflow azure_cosmos connection."""
+
+    kind: Literal["cosmos"]
+    conn_id: str = Field(description="Airflow connection of type azure_cosmos (endpoint as login, key as password)")
+    database: str
+    container: str
+    partition_key: Optional[list[str]] = Field(
+        default=None, description="partition key path(s); several = hierarchical; default: the DynamoDB partition key")
+    id_template: Optional[str] = Field(default=None, description="e.g. '{pk}|{sk}'; default: key attributes joined by |")
+    id_policy: Literal["escape", "reject"] = "escape"
+    number_policy: Literal["string", "error"] = Field(
+        default="string", description="a number a JSON double cannot hold exactly: keep its text, or reject the item")
+    reserved_attribute_policy: Literal["prefix", "error"] = "prefix"
+    reserved_prefix: str = "ddb_"
+    create_if_missing: bool = True
+    throughput: Optional[int] = Field(default=None, ge=400, description="manual RU/s for a container Turnout creates")
+    indexing_policy: Optional[dict] = None
+    ru_per_second: float = Field(default=0, ge=0, description="RU budget for load and apply together (0 = none)")
+    concurrency: int = Field(default=16, gt=0, description="concurrent requests per task")
+    max_item_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+
+    @field_validator("partition_key")
+    @classmethod
+    def _paths(cls, v):
+        if v is not None:
+            if not 1 <= len(v) <= 3:
+                raise ValueError("a partition key has 1 path, or 2-3 for a hierarchical key")
+            for p in v:
+                if not p.startswith("/") or p == "/":
+                    raise ValueError(f"partition key path {p!r} must look like /attribute")
+        return v
+
+
 Source = Annotated[Union[DynamoDBSource], Field(discriminator="kind")]
-Target = Annotated[Union[DynamoDBTarget], Field(discriminator="kind")]
+Target = Annotated[Union[DynamoDBTarget, CosmosTarget], Field(discriminator="kind")]
+KINDS = ("dynamodb", "cosmos")
 
 
 class Mapping(Strict):
@@ -255,7 +290,7 @@ def _expand(text: str, path: tuple, line: int) -> str:
 def _format_errors(exc: ValidationError, where: str, lines: dict) -> str:
     msgs = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("dynamodb",)))
+        loc = tuple(p for i, p in enumerate(err["loc"]) if not (i == 1 and isinstance(p, str) and p in KINDS))
         line = None
         for n in range(len(loc), -1, -1):
             if loc[:n] in lines:
