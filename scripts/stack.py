@@ -74,6 +74,21 @@ def start_moto(state: Path, port: int | None = None) -> dict:
     return {"name": "moto", "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid}
 
 
+COSMOS_DIR = ROOT / "scripts" / "cosmos-server"
+COSMOS_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+
+
+def start_cosmos(state: Path, port: int | None = None) -> dict:
+    """The Cosmos DB for NoSQL API server (@vercel/cosmosdb-server, patched at start-up), plain HTTP."""
+    if not (COSMOS_DIR / "node_modules" / "@vercel" / "cosmosdb-server").exists():
+        raise RuntimeError(f"Cosmos DB server not installed in {COSMOS_DIR}: run `make deps`")
+    port = port or free_port()
+    proc = _spawn("cosmos", ["node", str(COSMOS_DIR / "launch.js"), str(port), "--http"], state)
+    wait_port(port, 30, proc, "Cosmos DB server")
+    return {"name": "cosmos", "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid,
+            "key": COSMOS_KEY}
+
+
 def up(state: Path) -> dict:
     state = state.absolute()
     existing = state / "endpoints.json"
@@ -87,6 +102,7 @@ def up(state: Path) -> dict:
         eps["source"] = start_dynamodb("ddb-source", state)
         eps["target"] = start_dynamodb("ddb-target", state)
         eps["s3"] = start_moto(state)
+        eps["cosmos"] = start_cosmos(state)
     except Exception:
         down(state)
         raise
@@ -143,6 +159,12 @@ def aws_conn_uri(endpoint: str) -> str:
     """An Airflow aws connection (JSON form) pointing at a local endpoint, with dummy credentials."""
     return json.dumps({"conn_type": "aws", "login": "local", "password": "local",
                        "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+
+
+def cosmos_conn_uri(endpoint: str, key: str = COSMOS_KEY) -> str:
+    """An Airflow azure_cosmos connection for the local server (plain HTTP: no endpoint discovery)."""
+    return json.dumps({"conn_type": "azure_cosmos", "login": endpoint, "password": key,
+                       "extra": {"enable_endpoint_discovery": False}})
 
 
 def main(argv=None) -> int:

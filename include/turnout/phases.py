@@ -24,8 +24,12 @@ from .adapters.base import Change
 from .codec import Item, stable_bucket
 from .errors import DeadLetterError, PreflightError, RecordError, TurnoutError
 from .retry import TokenBucket
-from .runtime import Context
-from .transform import Transform
+from .runtime import Context, build_transform, key_types
+
+
+def target_name(spec) -> str:
+    t = spec.target
+    return f"container {t.database}/{t.container}" if t.kind == "cosmos" else f"table {t.table!r}"
 
 # Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
 # used only for the preflight estimate when the spec sets no rate limit).
@@ -86,14 +90,15 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
     except Exception as exc:
         raise PreflightError(f"staging {st.url} is not writable: {exc}") from None
     info = ctx.source.describe()
-    tr = Transform.from_spec(spec.mapping, info.key_attributes)
+    tr = build_transform(spec, info.key_attributes, key_types(info))
     if not ctx.sink.exists() and (dry_run or not spec.target.create_if_missing):
         if not dry_run:
-            raise PreflightError(f"target table {spec.target.table!r} does not exist and target.create_if_missing is "
-                                 "false: create it with the key schema " + str(list(tr.target_key)))
+            raise PreflightError(f"the target {target_name(spec)} does not exist and target.create_if_missing is "
+                                 "false: create it with the key " + str(list(tr.target_key)))
         target = {"created": False, "would_create": True, "key": list(tr.target_key)}
     else:
-        target = ctx.sink.ensure_target(info, info.key_attributes, dict(spec.mapping.rename))
+        paths = {"paths": list(tr.partition_key_paths)} if spec.target.kind == "cosmos" else {}
+        target = ctx.sink.ensure_target(info, info.key_attributes, dict(spec.mapping.rename), **paths)
     stream = info.stream
     stream_ok = stream.get("enabled") and stream.get("view_type") in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE")
     if not stream.get("enabled") and not spec.source.enable_stream:
@@ -121,6 +126,7 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
         "status": verdict[0],
         "verdict": verdict[1],
         "source_key": info.key_attributes,
+        "source_key_types": key_types(info),
         "target_key": list(tr.target_key),
         "item_count_estimate": info.item_count,
         "size_bytes_estimate": info.size_bytes,

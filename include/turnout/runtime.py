@@ -39,10 +39,14 @@ class Context:
         raise NotImplementedError(self.spec.source.kind)
 
     @cached_property
-    def sink(self) -> DynamoDBSink:
+    def sink(self):
         t = self.spec.target
         if t.kind == "dynamodb":
             return DynamoDBSink(self.target_config, t.table, max_item_bytes=t.max_item_bytes, billing_mode=t.billing_mode)
+        if t.kind == "cosmos":
+            from .adapters.cosmos import CosmosSink
+
+            return CosmosSink(self.target_config, t, budget_share=1.0 / self.spec.rate_limits.parallel_tasks)
         raise NotImplementedError(t.kind)
 
     @cached_property
@@ -54,10 +58,14 @@ class Context:
         return codec_for(self.spec.target.kind)
 
     @cached_property
-    def transform(self) -> Transform:
+    def transform(self):
         plan = self.staging.get_json("state/preflight.json") or {}
-        key = plan.get("source_key") or self.source.describe().key_attributes
-        return Transform.from_spec(self.spec.mapping, key)
+        if plan.get("source_key"):
+            key, types = plan["source_key"], plan.get("source_key_types")
+        else:
+            info = self.source.describe()
+            key, types = info.key_attributes, key_types(info)
+        return build_transform(self.spec, key, types)
 
     def progress(self, phase: str, **fields) -> None:
         """One parseable progress line: ``TURNOUT phase=load chunk=3 items=1200 rate=850.1/s``."""
@@ -69,9 +77,23 @@ class Context:
 
 
 def codec_for(kind: str):
-    from .codec import DYNAMODB
+    from .codec import DYNAMODB, JSON_DOC
 
-    return {"dynamodb": DYNAMODB}[kind]
+    return {"dynamodb": DYNAMODB, "cosmos": JSON_DOC}[kind]
+
+
+def key_types(info) -> list[str]:
+    types = {a["AttributeName"]: a["AttributeType"] for a in info.attribute_definitions}
+    return [types.get(a, "S") for a in info.key_attributes]
+
+
+def build_transform(spec: MigrationSpec, source_key: list[str], source_key_types: list[str] | None):
+    """The route's pure per-record transform (the same at load, apply and validation)."""
+    if spec.target.kind == "cosmos":
+        from .adapters.cosmos_mapping import CosmosMapping
+
+        return CosmosMapping.from_spec(spec.target, source_key, source_key_types or ["S"] * len(source_key))
+    return Transform.from_spec(spec.mapping, source_key)
 
 
 def _fmt(v) -> str:

@@ -218,6 +218,13 @@ class MigrationSpec(Strict):
             raise ValueError("name must be lower-case letters, digits and _, starting with a letter (max 63)")
         return v
 
+    @model_validator(mode="after")
+    def _route(self):
+        if self.target.kind == "cosmos" and (self.mapping.rename or self.mapping.drop):
+            raise ValueError("mapping.rename / mapping.drop are not supported for a cosmos target yet "
+                             "(the document mapping is declared under target:)")
+        return self
+
     @property
     def dag_id(self) -> str:
         return f"migrate__{self.name}"

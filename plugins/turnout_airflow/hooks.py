@@ -42,6 +42,23 @@ def dynamodb_config(conn_id: str, where: str) -> DynamoDBConfig:
     return TurnoutDynamoDBHook(aws_conn_id=conn_id).adapter_config()
 
 
+def cosmos_config(conn_id: str, where: str):
+    """An azure_cosmos connection (endpoint as login, master key as password, like the provider's
+    AzureCosmosDBHook) -> CosmosConfig. Extras: connection_verify, enable_endpoint_discovery."""
+    from airflow.providers.microsoft.azure.hooks.cosmos import AzureCosmosDBHook
+
+    from turnout.adapters.cosmos import CosmosConfig
+
+    _require_connection(conn_id, where)
+    conn = AzureCosmosDBHook(azure_cosmos_conn_id=conn_id).get_connection(conn_id)
+    if not conn.login or not conn.password:
+        raise PreflightError(f"{where}: connection {conn_id!r} needs the endpoint URI as login and the key as password")
+    extra = conn.extra_dejson
+    return CosmosConfig(endpoint=conn.login, key=conn.password,
+                        connection_verify=bool(extra.get("connection_verify", True)),
+                        enable_endpoint_discovery=bool(extra.get("enable_endpoint_discovery", True)))
+
+
 def s3_client_factory(conn_id: str | None, where: str):
     if conn_id:
         _require_connection(conn_id, where)
