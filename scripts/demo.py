@@ -22,8 +22,12 @@ import stack
 import workload
 
 ROOT = Path(__file__).resolve().parent.parent
-DAG_ID = "migrate__demo_orders_to_alternator"
 TABLE = "orders"
+ROUTES = {
+    "dynamodb-alternator": "demo_orders_to_alternator",
+    "dynamodb-cosmos": "demo_orders_to_cosmos",
+}
+DAG_ID = "migrate__demo_orders_to_alternator"  # the default route's DAG
 
 
 def say(msg: str) -> None:
@@ -33,7 +37,10 @@ def say(msg: str) -> None:
 class Migration:
     """One demo/test run: stack + seeded source + live writer + Airflow."""
 
-    def __init__(self, workdir: Path, items: int, writer_rate: float = 50.0, airflow_port: int | None = None):
+    def __init__(self, workdir: Path, items: int, writer_rate: float = 50.0, airflow_port: int | None = None,
+                 route: str = "dynamodb-alternator"):
+        self.route, self.name = route, ROUTES[route]
+        self.dag_id = f"migrate__{self.name}"
         self.workdir = Path(workdir).absolute()
         self.items, self.writer_rate = items, writer_rate
         self.staging = self.workdir / "staging"
@@ -58,6 +65,7 @@ class Migration:
         env = {
             "AIRFLOW_CONN_TURNOUT_SOURCE": stack.aws_conn_uri(self.eps["source"]["endpoint"]),
             "AIRFLOW_CONN_TURNOUT_TARGET": stack.aws_conn_uri(self.eps["target"]["endpoint"]),
+            "AIRFLOW_CONN_TURNOUT_COSMOS": stack.cosmos_conn_uri(self.eps["cosmos"]["endpoint"]),
             "TURNOUT_STAGING": str(self.staging),
         }
         self.af = airflow_local.LocalAirflow(self.workdir / "airflow", env, port=self.airflow_port)
@@ -74,7 +82,7 @@ class Migration:
 
     # ---------------------------------------------------------------- the run
     def staged(self, key: str):
-        p = self.staging / "demo_orders_to_alternator" / key
+        p = self.staging / self.name / key
         return json.loads(p.read_text()) if p.exists() else None
 
     def start_writer(self) -> None:
@@ -83,15 +91,15 @@ class Migration:
         say(f"live writer started: ~{self.writer_rate:.0f} puts/updates/deletes per second on the source")
 
     def trigger(self, conf: dict | None = None) -> str:
-        self.af.wait_dag(DAG_ID)
-        self.af.unpause(DAG_ID)
-        run_id = self.af.trigger(DAG_ID, conf or {})
-        say(f"triggered {DAG_ID} run {run_id} with params {conf or {}}")
+        self.af.wait_dag(self.dag_id)
+        self.af.unpause(self.dag_id)
+        run_id = self.af.trigger(self.dag_id, conf or {})
+        say(f"triggered {self.dag_id} run {run_id} with params {conf or {}}")
         return run_id
 
     def states(self, run_id: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for ti in self.af.task_instances(DAG_ID, run_id):
+        for ti in self.af.task_instances(self.dag_id, run_id):
             out.setdefault(ti["task_id"], []).append(ti["state"] or "none")
         return out
 
@@ -99,7 +107,7 @@ class Migration:
         deadline, last_line = time.time() + timeout, ""
         while time.time() < deadline:
             st = self.states(run_id)
-            run = self.af.run(DAG_ID, run_id)
+            run = self.af.run(self.dag_id, run_id)
             if on_tick:
                 on_tick(st)
             line = " ".join(f"{t}={'/'.join(sorted(set(s)))}" + (f"({len(s)})" if len(s) > 1 else "")
@@ -127,7 +135,7 @@ class Migration:
             return
         say("answering the cutover approval through Airflow's REST API (PATCH .../hitlDetails: Approve); "
             "run with --approve ui to answer it yourself in the Required actions page")
-        self.af.answer(DAG_ID, run_id, "approve_cutover", "Approve")
+        self.af.answer(self.dag_id, run_id, "approve_cutover", "Approve")
 
     def run_to_end(self, conf: dict | None = None, approve: str = "api", kill: bool = False,
                    timeout: float = 1800) -> dict:
@@ -139,7 +147,7 @@ class Migration:
             if not kill:
                 return
             if "load" not in killed and "running" in st.get("load", []):
-                for f in sorted((self.staging / "demo_orders_to_alternator" / "load" / "running").glob("*.json")):
+                for f in sorted((self.staging / self.name / "load" / "running").glob("*.json")):
                     info = json.loads(f.read_text())
                     if info.get("try") != 1:
                         continue
@@ -174,21 +182,26 @@ class Migration:
         self.approve(run_id, approve)
         final = self.wait_for(run_id, lambda st, run: run["state"] in ("success", "failed"), "run end",
                               timeout=timeout)
-        run = self.af.run(DAG_ID, run_id)
+        run = self.af.run(self.dag_id, run_id)
         return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed}
 
     def summary(self) -> dict:
         rep = self.staged("reports/cutover.json") or {}
         loaded = sum(json.loads(p.read_text())["written"]
-                     for p in (self.staging / "demo_orders_to_alternator" / "load" / "done").glob("*.json"))
-        cmp = workload.full_compare(self.eps["source"]["endpoint"], TABLE, self.eps["target"]["endpoint"], TABLE)
+                     for p in (self.staging / self.name / "load" / "done").glob("*.json"))
+        if self.route == "dynamodb-cosmos":
+            cmp = workload.full_compare_cosmos(self.eps["source"]["endpoint"], TABLE, self.eps["cosmos"],
+                                               ROOT / "dags" / "specs" / f"{self.name}.yaml", self.staging)
+        else:
+            cmp = workload.full_compare(self.eps["source"]["endpoint"], TABLE, self.eps["target"]["endpoint"], TABLE)
         return {
             "items_copied": loaded,
             "changes_captured": rep.get("changes_captured"),
             "changes_applied": rep.get("changes_applied"),
             "final_lag_seconds": rep.get("final_lag_seconds"),
             "validation": rep.get("validation"),
-            "report": str(self.staging / "demo_orders_to_alternator" / "reports" / "cutover.json"),
+            "report": str(self.staging / self.name / "reports" / "cutover.json"),
+            "route": self.route,
             "independent_full_compare": {k: cmp[k] for k in ("source", "target", "differences")},
             "cmp": cmp,
         }
@@ -196,14 +209,14 @@ class Migration:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--route", default="dynamodb-alternator", choices=["dynamodb-alternator"])
+    ap.add_argument("--route", default="dynamodb-alternator", choices=sorted(ROUTES))
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--writer-rate", type=float, default=50.0)
     ap.add_argument("--approve", choices=["api", "ui"], default="api")
     ap.add_argument("--keep", action="store_true", help="leave Airflow and the stack running afterwards")
     ap.add_argument("--workdir", default=str(ROOT / ".demo"))
     a = ap.parse_args(argv)
-    m = Migration(Path(a.workdir), a.items, a.writer_rate)
+    m = Migration(Path(a.workdir), a.items, a.writer_rate, route=a.route)
     try:
         m.setup()
         res = m.run_to_end(approve=a.approve)
