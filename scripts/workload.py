@@ -136,29 +136,36 @@ class LiveWriter(threading.Thread):
         return dict(self.counts)
 
 
-def full_compare(src_endpoint: str, src_table: str, dst_endpoint: str, dst_table: str) -> dict:
-    """Independent full-scan comparison (not the engine's validator): every item, canonical form."""
-    from turnout.codec import canonical, key_text
+def scan_all(endpoint: str, table: str):
+    """Every item of a table, consistent reads, page by page."""
+    c, start = client(endpoint), None
+    while True:
+        kw = {"TableName": table, "ConsistentRead": True}
+        if start:
+            kw["ExclusiveStartKey"] = start
+        r = c.scan(**kw)
+        yield from r["Items"]
+        start = r.get("LastEvaluatedKey")
+        if not start:
+            return
 
-    def scan(ep, t):
-        c, out, start = client(ep), {}, None
-        while True:
-            kw = {"TableName": t, "ConsistentRead": True}
-            if start:
-                kw["ExclusiveStartKey"] = start
-            r = c.scan(**kw)
-            for it in r["Items"]:
-                out[key_text({"pk": it["pk"], "sk": it["sk"]})] = canonical(it)
-            start = r.get("LastEvaluatedKey")
-            if not start:
-                return out
 
-    a, b = scan(src_endpoint, src_table), scan(dst_endpoint, dst_table)
+def _diff(a: dict, b: dict) -> dict:
     missing = [k for k in a if k not in b]
     extra = [k for k in b if k not in a]
     different = [k for k in a if k in b and a[k] != b[k]]
     return {"source": len(a), "target": len(b), "missing": missing[:20], "extra": extra[:20],
             "different": different[:20], "differences": len(missing) + len(extra) + len(different)}
+
+
+def full_compare(src_endpoint: str, src_table: str, dst_endpoint: str, dst_table: str) -> dict:
+    """Independent full-scan comparison (not the engine's validator): every item, canonical form."""
+    from turnout.codec import canonical, key_text
+
+    def index(ep, t):
+        return {key_text({"pk": it["pk"], "sk": it["sk"]}): canonical(it) for it in scan_all(ep, t)}
+
+    return _diff(index(src_endpoint, src_table), index(dst_endpoint, dst_table))
 
 
 def full_compare_cosmos(src_endpoint: str, src_table: str, cosmos: dict, spec_path, staging) -> dict:
@@ -175,24 +182,9 @@ def full_compare_cosmos(src_endpoint: str, src_table: str, cosmos: dict, spec_pa
     os.environ.setdefault("TURNOUT_STAGING", str(staging))
     spec = load_spec(spec_path)
     tr = build_transform(spec, ["pk", "sk"], ["S", "S"])
-    c, want, start = client(src_endpoint), {}, None
-    while True:
-        kw = {"TableName": src_table, "ConsistentRead": True}
-        if start:
-            kw["ExclusiveStartKey"] = start
-        r = c.scan(**kw)
-        for it in r["Items"]:
-            d = tr.item(it)
-            want[d["id"]] = json.dumps(d, sort_keys=True)
-        start = r.get("LastEvaluatedKey")
-        if not start:
-            break
+    want = {d["id"]: json.dumps(d, sort_keys=True) for d in (tr.item(it) for it in scan_all(src_endpoint, src_table))}
     cont = CosmosClient(cosmos["endpoint"], credential=cosmos["key"], enable_endpoint_discovery=False) \
         .get_database_client(spec.target.database).get_container_client(spec.target.container)
     have = {d["id"]: json.dumps(strip_system(d), sort_keys=True)
             for d in cont.query_items("SELECT * FROM c", enable_cross_partition_query=True)}
-    missing = [k for k in want if k not in have]
-    extra = [k for k in have if k not in want]
-    different = [k for k in want if k in have and want[k] != have[k]]
-    return {"source": len(want), "target": len(have), "missing": missing[:20], "extra": extra[:20],
-            "different": different[:20], "differences": len(missing) + len(extra) + len(different)}
+    return _diff(want, have)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import urllib.request
 import uuid
 
@@ -20,7 +19,7 @@ from turnout.runtime import make_context
 from turnout.spec import parse_spec
 from turnout.validate import validate
 
-from test_engine_dynamodb import run_bg
+from test_engine_dynamodb import run_bg, wait_caught_up
 
 pytestmark = pytest.mark.server
 
@@ -80,10 +79,7 @@ def test_live_migration_to_cosmos_ends_with_zero_differences(stack, tmp_path):
         phases.export_segment(ctx, seg)
     assert sum(phases.load_chunk(ctx, u)["written"] for u in phases.plan_load(ctx)) >= 2000
     app_t, app = run_bg(phases.run_apply, ctx)
-    state, deadline = {}, time.time() + 180
-    while not phases.catch_up_check(ctx, state)[0]:
-        assert time.time() < deadline
-        time.sleep(0.5)
+    wait_caught_up(ctx)
     assert validate(ctx)["ok"]
     counts = writer.stop()
     assert counts["delete"] > 0 and counts["put_again"] > 0

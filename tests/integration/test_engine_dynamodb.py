@@ -69,6 +69,25 @@ def run_bg(fn, *a, **kw):
     return t, box
 
 
+def bulk_copy(ctx) -> int:
+    """preflight, start_cdc, every export segment and every load unit, in-process; returns items written."""
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    for seg in phases.plan_export(ctx):
+        phases.export_segment(ctx, seg)
+    return sum(phases.load_chunk(ctx, u)["written"] for u in phases.plan_load(ctx))
+
+
+def wait_caught_up(ctx, timeout: float = 180) -> dict:
+    state, deadline = {}, time.time() + timeout
+    while True:
+        done, status = phases.catch_up_check(ctx, state)
+        if done:
+            return status
+        assert time.time() < deadline, status
+        time.sleep(0.5)
+
+
 def test_stack_binds_loopback_only(stack):
     for ep in stack.values():
         assert ep["endpoint"].startswith("http://127.0.0.1:")
@@ -94,13 +113,7 @@ def test_live_migration_ends_with_zero_differences(stack, tmp_path):
     loaded = sum(phases.load_chunk(ctx, u)["written"] for u in units)
     assert loaded >= 3000
     app_t, app = run_bg(phases.run_apply, ctx)
-    state, deadline = {}, time.time() + 120
-    while True:
-        done, status = phases.catch_up_check(ctx, state)
-        if done:
-            break
-        assert time.time() < deadline, status
-        time.sleep(0.5)
+    wait_caught_up(ctx)
     mid = validate(ctx)  # under live writes: differences are rechecked until they settle
     assert mid["ok"]
     counts = writer.stop()
@@ -223,12 +236,7 @@ def test_every_type_round_trips_exactly(stack, tmp_path):
     for it in items:
         src.put_item(TableName=table, Item=it)
     ctx = ctx_for(stack, spec_for(table, tmp_path / "staging"))
-    phases.preflight(ctx)
-    phases.start_cdc(ctx)
-    for s in phases.plan_export(ctx):
-        phases.export_segment(ctx, s)
-    for u in phases.plan_load(ctx):
-        phases.load_chunk(ctx, u)
+    bulk_copy(ctx)
     tgt = workload.client(stack["target"]["endpoint"])
     for it in items:
         got = tgt.get_item(TableName=f"{table}_copy", Key={"pk": it["pk"], "sk": it["sk"]})["Item"]
@@ -244,12 +252,7 @@ def test_validation_names_the_exact_differing_keys(stack, tmp_path):
     ctx = ctx_for(stack, spec_for(table, tmp_path / "staging", "").model_copy(update={
         "validation": spec_for(table, tmp_path).validation.model_copy(update={"recheck_rounds": 1,
                                                                               "recheck_wait_seconds": 0})}))
-    phases.preflight(ctx)
-    phases.start_cdc(ctx)
-    for s in phases.plan_export(ctx):
-        phases.export_segment(ctx, s)
-    for u in phases.plan_load(ctx):
-        phases.load_chunk(ctx, u)
+    bulk_copy(ctx)
     tgt = workload.client(stack["target"]["endpoint"])
     k_missing, k_diff = workload.make_item(10), workload.make_item(11)
     tgt.delete_item(TableName=f"{table}_copy", Key={"pk": k_missing["pk"], "sk": k_missing["sk"]})
