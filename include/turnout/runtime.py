@@ -67,6 +67,12 @@ class Context:
             key, types = info.key_attributes, key_types(info)
         return build_transform(self.spec, key, types)
 
+    def close(self) -> None:
+        """Release clients that hold threads or sessions (e.g. the Cosmos sink's async writer)."""
+        sink = self.__dict__.get("sink")
+        if sink is not None and hasattr(sink, "close"):
+            sink.close()
+
     def progress(self, phase: str, **fields) -> None:
         """One parseable progress line: ``TURNOUT phase=load chunk=3 items=1200 rate=850.1/s``."""
         parts = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())

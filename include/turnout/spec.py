@@ -64,7 +64,7 @@ class CosmosTarget(Strict):
     throughput: Optional[int] = Field(default=None, ge=400, description="manual RU/s for a container Turnout creates")
     indexing_policy: Optional[dict] = None
     ru_per_second: float = Field(default=0, ge=0, description="RU budget for load and apply together (0 = none)")
-    concurrency: int = Field(default=16, gt=0, description="concurrent requests per task")
+    concurrency: int = Field(default=32, gt=0, description="concurrent write requests per task (async client)")
     max_item_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
 
     @field_validator("partition_key")

@@ -44,7 +44,11 @@ class TurnoutOperator(BaseOperator):
     def execute(self, context) -> Any:
         if context["params"].get("dry_run") and self.phase != "preflight":
             raise AirflowSkipException("dry run: only preflight runs")
-        return self.run_phase(self.turnout_context(context), context)
+        ctx = self.turnout_context(context)
+        try:
+            return self.run_phase(ctx, context)
+        finally:
+            ctx.close()
 
     def run_phase(self, ctx, context) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -8,6 +8,7 @@ caller). An optional RU budget paces requests by the charge the service reports.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ class CosmosConfig:
     key: str
     connection_verify: bool = True
     enable_endpoint_discovery: bool = True
+    pool_size: int = 64
 
     def client(self):
         from azure.cosmos import CosmosClient, documents
@@ -43,7 +45,33 @@ class CosmosConfig:
         # silently inside the SDK with its cap of 9 attempts
         policy = documents.ConnectionPolicy()
         policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)
+        return CosmosClient(self.endpoint, credential=self.key, connection_policy=policy, connection_timeout=30,
+                            transport=self.transport(), **kw)
+
+    def aio_client(self):
+        from azure.cosmos import documents
+        from azure.cosmos._retry_options import RetryOptions
+        from azure.cosmos.aio import CosmosClient
+
+        kw: dict[str, Any] = {"enable_endpoint_discovery": self.enable_endpoint_discovery}
+        if not self.connection_verify:
+            kw["connection_verify"] = False
+        policy = documents.ConnectionPolicy()
+        policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)
         return CosmosClient(self.endpoint, credential=self.key, connection_policy=policy, connection_timeout=30, **kw)
+
+    def transport(self):
+        """A requests transport whose pool holds a connection per concurrent writer (urllib3's default of
+        10 makes 16-32 writer threads open and drop connections all the time)."""
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        from requests.adapters import HTTPAdapter
+
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return RequestsTransport(session=session, session_owner=True, connection_verify=self.connection_verify)
 
 
 def strip_system(doc: dict) -> dict:
@@ -111,10 +139,35 @@ class CosmosSink:
         return {"created": True, "partition_key": paths, "throughput": self.target.throughput}
 
     # ------------------------------------------------------------------ writes
-    def _call(self, fn, *a, **kw):
-        """Retry 429s after the server's retry-after, until a deadline; other errors propagate."""
+    # Writes go through the async client on one event-loop thread per sink: a batch becomes
+    # concurrent upserts (target.concurrency at a time), which is what the SDK needs to be fast; the
+    # caller's threads only wait for their batch's results.
+
+    def _loop(self):
+        with self._lock:
+            if getattr(self, "_aloop", None) is None:
+                self._aloop = asyncio.new_event_loop()
+                threading.Thread(target=self._aloop.run_forever, daemon=True, name="cosmos-writer").start()
+                self._sem = None
+            return self._aloop
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop()).result()
+
+    async def _acontainer(self):
+        if getattr(self, "_acont", None) is None:
+            self._aclient = self.config.aio_client()
+            self._acont = self._aclient.get_database_client(self.target.database).get_container_client(
+                self.target.container)
+            self._sem = asyncio.Semaphore(self.target.concurrency)
+        return self._acont
+
+    async def _acall(self, op: str, *a, **kw):
+        """One write, retrying 429s after the server's retry-after until a deadline; other errors propagate."""
         from azure.cosmos import exceptions
 
+        cont = await self._acontainer()
+        fn = getattr(cont, op)
         deadline = time.monotonic() + THROTTLE_DEADLINE_SECONDS
         delays = backoff_delays(base=0.05, cap=5.0, attempts=10**6)
         charge = {"ru": 0.0}
@@ -127,8 +180,10 @@ class CosmosSink:
 
         while True:
             try:
-                out = fn(*a, response_hook=hook, **kw)
-                self.bucket.take(charge["ru"] or 1.0)
+                async with self._sem:
+                    out = await fn(*a, response_hook=hook, **kw)
+                if self.bucket.rate > 0:
+                    await asyncio.to_thread(self.bucket.take, charge["ru"] or 1.0)
                 return out
             except exceptions.CosmosHttpResponseError as exc:
                 if exc.status_code != 429:
@@ -138,14 +193,14 @@ class CosmosSink:
                     raise TurnoutError(f"Cosmos DB kept answering 429 for {THROTTLE_DEADLINE_SECONDS} s") from None
                 headers = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers", {}) or {}
                 ms = headers.get("x-ms-retry-after-ms")
-                time.sleep(float(ms) / 1000 if ms else next(delays))
+                await asyncio.sleep(float(ms) / 1000 if ms else next(delays))
 
     def _reject_reason(self, exc) -> str:
         status = getattr(exc, "status_code", None)
         msg = str(getattr(exc, "message", exc)).splitlines()[0][:300]
         return f"Cosmos DB refused it (HTTP {status}): {msg}"
 
-    def _upsert(self, doc: dict, res: WriteResult) -> None:
+    async def _aupsert(self, doc: dict, res: WriteResult) -> None:
         from azure.cosmos import exceptions
 
         size = doc_size(doc)
@@ -154,34 +209,68 @@ class CosmosSink:
                                       f"{self.capabilities.max_item_bytes}"))
             return
         try:
-            self._call(self.container.upsert_item, doc)
+            await self._acall("upsert_item", doc)
             res.written += 1
         except exceptions.CosmosHttpResponseError as exc:
-            if exc.status_code in (400, 403, 409, 413):
-                res.rejected.append((doc, self._reject_reason(exc)))
-            else:
+            if exc.status_code not in (400, 403, 409, 413):
                 raise
+            res.rejected.append((doc, self._reject_reason(exc)))
+
+    async def _adelete(self, key: dict, res: WriteResult) -> None:
+        from azure.cosmos import exceptions
+
+        try:
+            await self._acall("delete_item", key["id"], partition_key=_pk_value(key))
+        except exceptions.CosmosResourceNotFoundError:
+            pass  # already gone: deletes are idempotent
+        res.written += 1
+
+    def close(self) -> None:
+        """Close the async client and stop its loop (the sync client needs nothing)."""
+        loop = getattr(self, "_aloop", None)
+        if loop is None:
+            return
+        if getattr(self, "_aclient", None) is not None:
+            asyncio.run_coroutine_threadsafe(self._aclient.close(), loop).result(timeout=30)
+            self._aclient = self._acont = None
+        loop.call_soon_threadsafe(loop.stop)
+        self._aloop = None
 
     def write_items(self, docs: list[dict]) -> WriteResult:
         res = WriteResult()
-        for d in docs:
-            self._upsert(d, res)
+
+        async def go():
+            await asyncio.gather(*(self._aupsert(d, res) for d in docs))
+
+        self._run(go())
         return res
 
     def apply_changes(self, changes: list[Change]) -> WriteResult:
+        res = WriteResult()
+
+        async def go():  # at most one change per key in a call: no ordering between them to keep
+            await asyncio.gather(*(self._aupsert(c.image, res) if c.op == "put" else self._adelete(c.key, res)
+                                   for c in changes))
+
+        self._run(go())
+        return res
+
+    def _call(self, fn, *a, **kw):
+        """A sync read, retrying 429s after the server's retry-after."""
         from azure.cosmos import exceptions
 
-        res = WriteResult()
-        for c in changes:
-            if c.op == "put":
-                self._upsert(c.image, res)
-                continue
+        delays = backoff_delays(base=0.05, cap=5.0, attempts=10**6)
+        deadline = time.monotonic() + THROTTLE_DEADLINE_SECONDS
+        while True:
             try:
-                self._call(self.container.delete_item, c.key["id"], partition_key=_pk_value(c.key))
-            except exceptions.CosmosResourceNotFoundError:
-                pass  # already gone: deletes are idempotent
-            res.written += 1
-        return res
+                return fn(*a, **kw)
+            except exceptions.CosmosHttpResponseError as exc:
+                if exc.status_code != 429 or time.monotonic() > deadline:
+                    raise
+                self.throttled += 1
+                headers = getattr(exc, "headers", None) or {}
+                ms = headers.get("x-ms-retry-after-ms")
+                time.sleep(float(ms) / 1000 if ms else next(delays))
 
     # ------------------------------------------------------------------ reads
     def scan(self, segment: int = 0, total: int = 1) -> Iterator[dict]:
