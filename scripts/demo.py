@@ -129,13 +129,42 @@ class Migration:
             return ""
         return f"| captured={cap['records']} applied={(app or {}).get('consumed', 0)}"
 
+    def answer_until_done(self, run_id: str, option: str | None, timeout: float = 900) -> dict:
+        """Answer the approval once it is really waiting (state awaiting_input, HITL details present),
+        and again if Airflow re-asks it (a retry after a deferral race); return when the run ends."""
+        answered: set[int] = set()
+        announced = False
+
+        def tick(st):
+            nonlocal announced
+            if option is None:
+                if not announced and "awaiting_input" in st.get("approve_cutover", []):
+                    self.approve(run_id, "ui")
+                    announced = True
+                return
+            if "awaiting_input" not in st.get("approve_cutover", []):
+                return
+            tis = [t for t in self.af.task_instances(self.dag_id, run_id) if t["task_id"] == "approve_cutover"]
+            try_number = tis[0]["try_number"] if tis else 0
+            if try_number in answered:
+                return
+            pending = [d for d in self.af.pending_approvals()
+                       if d.get("task_instance", {}).get("dag_run_id", run_id) == run_id]
+            if pending:
+                if not answered:
+                    self.approve(run_id, "api")
+                self.af.answer(self.dag_id, run_id, "approve_cutover", option)
+                answered.add(try_number)
+
+        return self.wait_for(run_id, lambda st, run: run["state"] in ("success", "failed"), "run end",
+                             timeout=timeout, on_tick=tick)
+
     def approve(self, run_id: str, how: str = "api") -> None:
         if how == "ui":
             say(f"cutover approval is waiting for you: {self.af.url}/required_actions (log in as {self.af.user})")
             return
         say("answering the cutover approval through Airflow's REST API (PATCH .../hitlDetails: Approve); "
             "run with --approve ui to answer it yourself in the Required actions page")
-        self.af.answer(self.dag_id, run_id, "approve_cutover", "Approve")
 
     def run_to_end(self, conf: dict | None = None, approve: str = "api", kill: bool = False,
                    timeout: float = 1800) -> dict:
@@ -168,20 +197,11 @@ class Migration:
                     except ProcessLookupError:
                         pass
 
-        self.wait_for(run_id, lambda st, run: "running" in st.get("approve_cutover", []) or
-                      "awaiting_input" in st.get("approve_cutover", []) or
-                      any(s in ("awaiting_input",) for s in st.get("approve_cutover", [])),
+        self.wait_for(run_id, lambda st, run: "awaiting_input" in st.get("approve_cutover", []),
                       "the cutover approval", timeout=timeout, on_tick=killer)
-        # wait until the approval is really pending (HITL details exist)
-        for _ in range(60):
-            if any(d.get("task_instance", {}).get("dag_run_id", run_id) == run_id for d in self.af.pending_approvals()):
-                break
-            time.sleep(1)
         counts = self.writer.stop()
         say(f"writes frozen (live writer stopped): {counts}")
-        self.approve(run_id, approve)
-        final = self.wait_for(run_id, lambda st, run: run["state"] in ("success", "failed"), "run end",
-                              timeout=timeout)
+        final = self.answer_until_done(run_id, "Approve" if approve == "api" else None, timeout)
         run = self.af.run(self.dag_id, run_id)
         return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed}
 

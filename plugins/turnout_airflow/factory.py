@@ -70,7 +70,7 @@ def build_dag(spec: MigrationSpec, spec_file: str = "") -> DAG:
             if t.kind == "approval":
                 op = ops.CutoverApprovalOperator(
                     spec=spec_doc, spec_file=spec_file, subject=f"Cut over {spec.name}?", body=ops.APPROVAL_BODY,
-                    retries=0, **common)
+                    retries=3, retry_delay=timedelta(seconds=5), **common)  # deferrals can race under LocalExecutor
             else:
                 cls = KINDS[t.kind]
                 kw = dict(spec=spec_doc, spec_file=spec_file, **common)

@@ -7,7 +7,6 @@ independent full-scan comparison of source and target: zero differences.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -67,12 +66,7 @@ def test_reject_then_dry_run_then_resume_without_redoing_work(migration):
     m.start_writer()
     run1 = m.trigger()
     m.wait_for(run1, lambda st, run: "awaiting_input" in st.get("approve_cutover", []), "approval", timeout=900)
-    for _ in range(30):
-        if af.pending_approvals():
-            break
-        time.sleep(1)
-    af.answer(demo.DAG_ID, run1, "approve_cutover", "Reject")
-    st = m.wait_for(run1, lambda st, run: run["state"] in ("success", "failed"), "run end", timeout=300)
+    st = m.answer_until_done(run1, "Reject", timeout=300)
     assert st["cutover"] == ["skipped"] and st["capture"] == ["success"] and st["apply"] == ["success"]
     assert m.staged("state/cutover.json") is None
     done_before = {p.name: p.stat().st_mtime for p in (m.staging / "demo_orders_to_alternator/load/done").glob("*")}
@@ -89,7 +83,6 @@ def test_reject_then_dry_run_then_resume_without_redoing_work(migration):
     assert sum(x["chunks"] for x in loads) == 0 and sum(x["skipped"] for x in loads) == len(done_before)
     assert done_before == {p.name: p.stat().st_mtime for p in (m.staging / "demo_orders_to_alternator/load/done").glob("*")}
     m.writer.stop()
-    af.answer(demo.DAG_ID, run3, "approve_cutover", "Approve")
-    st = m.wait_for(run3, lambda st, run: run["state"] in ("success", "failed"), "run end", timeout=600)
+    st = m.answer_until_done(run3, "Approve", timeout=600)
     assert af.run(demo.DAG_ID, run3)["state"] == "success", st
     _assert_zero_differences(m)
