@@ -10,12 +10,15 @@ temp dir) and stops it at the end.
    * Turnout: export to a local-path staging (timed separately), then plan_load + load_chunk over all
      units, rate_limits.parallel_tasks units at a time (threads), load.concurrency writers per unit;
    * a hand-tuned writer: ThreadPoolExecutor(8), 25-item BatchWriteItem, UnprocessedItems retried,
-     one shared low-level client (max_pool_connections=32), items already in memory (its best case);
+     one shared low-level client (max_pool_connections=32), the same items in the same scan order,
+     already decoded in memory before the clock starts (its best case);
    * the Airflow-provider recipe: single-threaded Scan of the source page by page (like
      DynamoDBToS3Operator), TypeDeserializer, DynamoDBHook(aws_conn_id=...).write_batch_data(items)
      (boto3 resource batch_writer). Runs in a child process (Airflow's import and logging set-up
      stay out of this process); only the scan + write is timed.
-2. Change apply under a steady write rate (workload.LiveWriter) with run_capture and run_apply in
+   The target server is warmed up first (20k items into a throwaway table): DynamoDB Local's JIT
+   otherwise makes whichever contender runs first pay about twice the server CPU.
+2. Change apply under a steady write rate (workload.LiveWriter, --writers threads sharing the rate), with run_capture and run_apply in
    threads: apply events/s, lag and backlog p50/p99 from phases.lag_status every 0.5 s, plus an
    independent end-to-end lag (source write -> target acknowledged) taken from the timestamp the
    writer puts into every update. Then the raw throughput of capture and of apply over a pre-written
@@ -84,6 +87,37 @@ def pct(xs, p):
 
 def r(x, nd=1):
     return None if x is None else round(x, nd)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class CpuMeter:
+    """CPU used by the two DynamoDB Local servers and by this process while a block runs."""
+
+    def __init__(self, eps: dict):
+        self.pids = {"source_server": eps["source"]["pid"], "target_server": eps["target"]["pid"]}
+
+    def __enter__(self):
+        self.t0, self.c0 = time.monotonic(), time.process_time()
+        self.s0 = {k: proc_cpu(p) for k, p in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.monotonic() - self.t0
+        self.cpu = {f"{k}_cpu_s": round(proc_cpu(p) - self.s0[k], 2) for k, p in self.pids.items()}
+        self.cpu["bench_process_cpu_s"] = round(time.process_time() - self.c0, 2)
+        return False
+
+
+def cores(cpu_s, wall):
+    return "?" if cpu_s is None or wall <= 0 or cpu_s != cpu_s else f"{cpu_s / wall:.2f}"
 
 
 def low_client(endpoint: str, pool: int = 32):
@@ -164,8 +198,9 @@ def turnout_export(ctx, parallel: int) -> dict:
         res = list(pool.map(lambda s: phases.export_segment(ctx, s), units))
     dt = time.monotonic() - t0
     items = sum(x["items"] for x in res)
+    sizes = [c["items"] for s in units for c in ctx.staging.get_json(f"export/seg-{s:05d}/checkpoint.json")["chunks"]]
     return {"items": items, "seconds": dt, "items_per_s": items / dt, "segments": len(units),
-            "chunks": sum(x["chunks"] for x in res)}
+            "chunks": sum(x["chunks"] for x in res), "max_chunk_items": max(sizes or [0])}
 
 
 def turnout_load(ctx, parallel: int) -> dict:
@@ -227,6 +262,18 @@ def child(args: list[str], env: dict, logfile: Path, timeout: float) -> dict:
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
+def start_stack(state: Path) -> dict:
+    """stack.up into our own dir; if some server the bench does not use cannot start, fall back to the
+    two DynamoDB Local servers it needs (same launcher, same PID files, stopped by stack.down)."""
+    try:
+        return stack.up(state)
+    except Exception as exc:  # stack.up has already stopped what it started
+        say(f"stack.up failed ({exc}); starting only the two DynamoDB Local servers the bench needs")
+        eps = {"source": stack.start_dynamodb("ddb-source", state), "target": stack.start_dynamodb("ddb-target", state)}
+        (state / "endpoints.json").write_text(json.dumps(eps, indent=2))
+        return eps
+
+
 # ------------------------------------------------------------------------------------ part 1
 
 
@@ -244,9 +291,12 @@ def part_load(a, eps, work: Path, res: dict) -> object:
     res["seed"] = {"items": n, "seconds": r(time.monotonic() - t0, 2)}
     say(f"  seeded in {res['seed']['seconds']} s")
 
-    # warm the target server's JVM so the first contender does not pay for it
+    # warm the target server's JVM so the first contender does not pay for its JIT (measured: the first
+    # 20k items written to a fresh DynamoDB Local take about twice the server CPU of the next 20k)
+    warm_n = 20_000
+    say(f"  warming the target server up with {warm_n} items into a throwaway table")
     fresh_table(tgt_ep, "bench_warmup")
-    hand_tuned_write(tgt_ep, "bench_warmup", [workload.make_item(10_000_000 + i) for i in range(min(5000, n))])
+    hand_tuned_write(tgt_ep, "bench_warmup", [workload.make_item(10_000_000 + i) for i in range(warm_n)])
     drop_table(tgt_ep, "bench_warmup")
 
     ctx = make_ctx(spec_text("bench_load", src_table, "bench_turnout", work / "staging", a), src_ep, tgt_ep)
@@ -254,20 +304,31 @@ def part_load(a, eps, work: Path, res: dict) -> object:
     cdc = phases.start_cdc(ctx)
     warm_clients(ctx)
     say(f"  Turnout preflight {pre['status']}, start_cdc stream on, {cdc['segments']} export segments")
-    exp = turnout_export(ctx, a.parallel_tasks)
+    with CpuMeter(eps) as m:
+        exp = turnout_export(ctx, a.parallel_tasks)
+    exp.update(m.cpu)
     say(f"  Turnout export: {exp['items']} items in {exp['seconds']:.1f} s = {exp['items_per_s']:.0f} items/s "
-        f"({exp['segments']} segments, {exp['chunks']} chunks, {a.parallel_tasks} threads)")
+        f"({exp['segments']} segments, {exp['chunks']} chunks, {a.parallel_tasks} threads; CPU cores busy: source "
+        f"server {cores(m.cpu['source_server_cpu_s'], m.wall)}, this process {cores(m.cpu['bench_process_cpu_s'], m.wall)})")
 
-    # (a) hand-tuned writer, items in memory (generated untimed)
-    items = [workload.make_item(i) for i in range(n)]
+    # (a) hand-tuned writer, the same items in the same (scan) order as the other two contenders, decoded
+    # from the export's chunks into memory before the clock starts
+    from turnout.codec import item_from_json
+
+    items = [item_from_json(d) for s in range(exp["segments"])
+             for c in ctx.staging.get_json(f"export/seg-{s:05d}/checkpoint.json")["chunks"]
+             for d in ctx.staging.iter_jsonl_gz(c["key"])]
     fresh_table(tgt_ep, "bench_hand")
-    hand = hand_tuned_write(tgt_ep, "bench_hand", items, threads=8)
+    with CpuMeter(eps) as m:
+        hand = hand_tuned_write(tgt_ep, "bench_hand", items, threads=8)
+    hand.update(m.cpu)
     del items
     gc.collect()
     hand["count_check"] = count_items(tgt_ep, "bench_hand")
     drop_table(tgt_ep, "bench_hand")
     say(f"  hand-tuned BatchWriteItem: {hand['items']} items in {hand['seconds']:.1f} s = "
-        f"{hand['items_per_s']:.0f} items/s (table holds {hand['count_check']})")
+        f"{hand['items_per_s']:.0f} items/s (table holds {hand['count_check']}; CPU cores busy: target server "
+        f"{cores(hand['target_server_cpu_s'], m.wall)}, this process {cores(hand['bench_process_cpu_s'], m.wall)})")
 
     # (b) the provider recipe, in a child process
     fresh_table(tgt_ep, "bench_provider")
@@ -279,19 +340,26 @@ def part_load(a, eps, work: Path, res: dict) -> object:
                "endpoint_url": src_ep, "region_name": "us-east-1"}}),
            "AIRFLOW_CONN_BENCH_TARGET": json.dumps({"conn_type": "aws", "login": "l", "password": "l", "extra": {
                "endpoint_url": tgt_ep, "region_name": "us-east-1"}})}
-    prov = child(["--child", "provider", "--src-table", src_table, "--tgt-table", "bench_provider"], env,
-                 BENCH / "bench-provider.log", timeout=4 * 3600)
+    with CpuMeter(eps) as m:  # includes the child's Airflow import; the child reports its timed part
+        prov = child(["--child", "provider", "--src-table", src_table, "--tgt-table", "bench_provider"], env,
+                     BENCH / "bench-provider.log", timeout=4 * 3600)
+    prov.update({k: v for k, v in m.cpu.items() if k != "bench_process_cpu_s"})
     prov["count_check"] = count_items(tgt_ep, "bench_provider")
     drop_table(tgt_ep, "bench_provider")
     say(f"  provider recipe (Scan + TypeDeserializer + DynamoDBHook.write_batch_data): {prov['items']} items in "
-        f"{prov['seconds']:.1f} s = {prov['items_per_s']:.0f} items/s (table holds {prov['count_check']})")
+        f"{prov['seconds']:.1f} s = {prov['items_per_s']:.0f} items/s (table holds {prov['count_check']}; CPU cores "
+        f"busy: target server ~{cores(prov['target_server_cpu_s'], prov['seconds'])}, child process "
+        f"{cores(prov['child_cpu_s'], prov['seconds'])})")
 
     # Turnout's load phase
-    load = turnout_load(ctx, a.parallel_tasks)
+    with CpuMeter(eps) as m:
+        load = turnout_load(ctx, a.parallel_tasks)
+    load.update(m.cpu)
     load["count_check"] = count_items(tgt_ep, "bench_turnout")
     say(f"  Turnout load phase: {load['items']} items in {load['seconds']:.1f} s = {load['items_per_s']:.0f} items/s "
         f"({load['units']} units, {a.parallel_tasks} at a time x {a.concurrency} writers; table holds "
-        f"{load['count_check']})")
+        f"{load['count_check']}; CPU cores busy: target server {cores(load['target_server_cpu_s'], m.wall)}, this "
+        f"process {cores(load['bench_process_cpu_s'], m.wall)})")
 
     e2e = exp["items"] / (exp["seconds"] + load["seconds"])
     res["load"] = {
@@ -307,6 +375,7 @@ def part_load(a, eps, work: Path, res: dict) -> object:
         "ratio_vs_hand_tuned": r(load["items_per_s"] / hand["items_per_s"], 3),
         "ratio_vs_provider": r(load["items_per_s"] / prov["items_per_s"], 3),
         "ratio_export_plus_load_vs_provider": r(e2e / prov["items_per_s"], 3),
+        "ratio_hand_tuned_vs_provider": r(hand["items_per_s"] / prov["items_per_s"], 3),
     }
     L = res["load"]
     L["target_vs_hand_tuned_met"] = L["ratio_vs_hand_tuned"] >= TARGET_VS_HAND
@@ -343,13 +412,32 @@ def provider_child(a) -> dict:
                 return
             kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     dst.write_batch_data(items())
     dt = time.monotonic() - t0
-    return {"items": stats["items"], "pages": stats["pages"], "seconds": dt, "items_per_s": stats["items"] / dt}
+    return {"items": stats["items"], "pages": stats["pages"], "seconds": dt, "items_per_s": stats["items"] / dt,
+            "child_cpu_s": time.process_time() - c0}
 
 
 # ------------------------------------------------------------------------------------ part 2
+
+
+class StripedWriter(workload.LiveWriter):
+    """workload.LiveWriter, one of ``stripes`` running together: writer k creates new keys existing + k,
+    existing + k + stripes, ... so the writers never put the same new key. (One LiveWriter issues its
+    calls one at a time, so its rate is capped by the server's latency.)"""
+
+    def __init__(self, endpoint: str, table: str, existing: int, rate: float, k: int, stripes: int):
+        self._base, self._k, self._stripes, self._j = existing, k, stripes, 0
+        super().__init__(endpoint, table, existing, rate=rate, seed_=k + 1)
+
+    @property
+    def next_new(self) -> int:
+        return self._base + self._k + self._j * self._stripes
+
+    @next_new.setter
+    def next_new(self, v: int) -> None:
+        self._j = max(0, -(-(v - self._base - self._k) // self._stripes))
 
 
 def capture_records(ctx) -> int:
@@ -402,10 +490,33 @@ def part_apply(a, eps, ctx, src_table: str, res: dict) -> None:
         return out
 
     sink.apply_changes = timed_apply  # instance attribute: the engine's code is untouched
+    # count the capture's GetRecords calls (wrapping the reader the source hands to run_capture)
+    gr = {"calls": 0, "seconds": 0.0, "records": 0}
+    make_reader = ctx.source.change_reader
+
+    def counting_reader(*args, **kw):
+        cr = make_reader(*args, **kw)
+        inner = getattr(cr, "reader", None)
+        if inner is not None and hasattr(inner, "get_records"):
+            real_get = inner.get_records
+
+            def get_records(it, limit=1000):
+                t = time.monotonic()
+                out = real_get(it, limit)
+                gr["calls"] += 1
+                gr["seconds"] += time.monotonic() - t
+                gr["records"] += len(out[0])
+                return out
+
+            inner.get_records = get_records
+        return cr
+
+    if callable(make_reader):
+        ctx.source.change_reader = counting_reader
     cap_t, cap = run_bg(phases.run_capture, ctx)
     app_t, app = run_bg(phases.run_apply, ctx)
     time.sleep(2)
-    writer = workload.LiveWriter(src_ep, src_table, a.items, rate=a.rate)
+    writers = [StripedWriter(src_ep, src_table, a.items, a.rate / a.writers, k, a.writers) for k in range(a.writers)]
     samples: list[dict] = []
     stop_sampling = threading.Event()
 
@@ -417,23 +528,36 @@ def part_apply(a, eps, ctx, src_table: str, res: dict) -> None:
                 log.warning("lag_status failed: %r", exc)
             stop_sampling.wait(0.5)
 
+    tw0 = time.monotonic()
+    for w in writers:
+        w.start()
+    time.sleep(a.warmup_seconds)  # capture and apply reach steady state; then the window starts
     collect["on"] = True
     c0, a0 = capture_records(ctx), applied(ctx)
+    f0 = (ctx.staging.get_json("capture/checkpoint.json") or {}).get("next_file", 0)
+    g0 = dict(gr)
+    meter = CpuMeter(eps).__enter__()
     t0 = time.monotonic()
-    writer.start()
     smp = threading.Thread(target=sampler, daemon=True)
     smp.start()
     time.sleep(a.steady_seconds)
     t1 = time.monotonic()
+    meter.__exit__(None, None, None)
     c1, a1 = capture_records(ctx), applied(ctx)
-    counts = writer.stop()
+    f1 = (ctx.staging.get_json("capture/checkpoint.json") or {}).get("next_file", 0)
+    g1 = dict(gr)
+    counts: dict = {}
+    for w in writers:
+        for k, v in w.stop().items():
+            counts[k] = counts.get(k, 0) + v
     t_stop = time.monotonic()
     stop_sampling.set()
     smp.join(5)
     window = t1 - t0
     ops = sum(v for k, v in counts.items() if k != "errors")
     events = counts["put_new"] + counts["update"] + counts["put_again"] + counts["delete"]
-    say(f"  writer: {ops} ops in {t_stop - t0:.1f} s = {ops / (t_stop - t0):.0f}/s achieved ({counts})")
+    say(f"  writer: {ops} ops in {t_stop - tw0:.1f} s = {ops / (t_stop - tw0):.0f}/s achieved ({counts}); "
+        f"{a.writers} writer threads; measured window {window:.1f} s after {a.warmup_seconds:.0f} s of warm-up")
     # catch-up after the writer stops: everything captured is applied and the capture saw nothing new for 3 s
     state = {"last": -1, "since": time.monotonic()}
 
@@ -449,14 +573,21 @@ def part_apply(a, eps, ctx, src_table: str, res: dict) -> None:
     backlogs = [s["backlog"] for s in samples]
     steady = {
         "target_rate": a.rate,
+        "writer_threads": a.writers,
         "writer_ops": ops,
-        "writer_achieved_rate": r(ops / (t_stop - t0)),
+        "writer_achieved_rate": r(ops / (t_stop - tw0)),
+        "warmup_seconds": a.warmup_seconds,
         "writer_counts": counts,
         "stream_events_written": events,
         "window_seconds": r(window, 2),
         "captured_events_per_s": r((c1 - c0) / window),
         "applied_events_per_s": r((a1 - a0) / window),
         "catch_up_after_stop_seconds": r(max(0.0, catch_up), 2),
+        "changelog_files_per_s": r((f1 - f0) / window),
+        "changes_per_changelog_file": r((c1 - c0) / max(f1 - f0, 1)),
+        "capture_get_records_per_s": r((g1["calls"] - g0["calls"]) / window),
+        "capture_get_records_mean_ms": r(1000 * (g1["seconds"] - g0["seconds"]) / max(g1["calls"] - g0["calls"], 1)),
+        "cpu_cores_busy": {k.removesuffix("_cpu_s"): r(v / meter.wall, 2) for k, v in meter.cpu.items()},
         "lag_status_samples": len(samples),
         "lag_seconds_p50": pct(lags, 50), "lag_seconds_p99": pct(lags, 99), "lag_seconds_max": max(lags or [0]),
         "backlog_p50": pct(backlogs, 50), "backlog_p99": pct(backlogs, 99), "backlog_max": max(backlogs or [0]),
@@ -474,6 +605,9 @@ def part_apply(a, eps, ctx, src_table: str, res: dict) -> None:
         f"DynamoDB Local truncates ApproximateCreationDateTime to the minute); backlog p50 {steady['backlog_p50']} "
         f"p99 {steady['backlog_p99']}; end-to-end lag p50 {steady['e2e_lag_seconds_p50']} s p99 "
         f"{steady['e2e_lag_seconds_p99']} s; caught up {steady['catch_up_after_stop_seconds']} s after the writer stopped")
+    say(f"  capture: {steady['capture_get_records_per_s']} GetRecords/s (mean {steady['capture_get_records_mean_ms']} ms), "
+        f"{steady['changelog_files_per_s']} change-log files/s of {steady['changes_per_changelog_file']} changes each; "
+        f"CPU cores busy {steady['cpu_cores_busy']}")
     stop_both(ctx, cap_t, app_t, "bench: steady phase done")
     for name, box in (("capture", cap), ("apply", app)):
         if "error" in box:
@@ -544,7 +678,12 @@ def _reset_hwm() -> bool:
 
 
 def memory_child(a) -> dict:
-    """Child process: export + load of one table, with the same thread layout as part 1; peak RSS."""
+    """Child process: export + load of one table, with the same thread layout as part 1; peak RSS.
+
+    Two readings, the larger wins: the kernel's high-water mark VmHWM (reset between export and load
+    through /proc/self/clear_refs, so each phase has its own) and VmRSS sampled every 20 ms by a
+    thread. getrusage's ru_maxrss is recorded but not used: Linux carries the forked parent's RSS
+    into it at exec, so a child of a big parent reports the parent's size."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     work = Path(a.staging)
     ctx = make_ctx(spec_text(f"bench_mem_{a.size}", a.src_table, a.tgt_table, work, a), a.src_ep, a.tgt_ep)
@@ -552,23 +691,42 @@ def memory_child(a) -> dict:
     phases.start_cdc(ctx)
     warm_clients(ctx)
     gc.collect()
-    baseline = _status_kb("VmRSS")
+    baseline = _status_kb("VmRSS") or 0
+    sampled = {"phase": "export", "export": 0, "load": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            rss = _status_kb("VmRSS") or 0
+            ph = sampled["phase"]
+            sampled[ph] = max(sampled[ph], rss)
+            done.wait(0.02)
+
+    smp = threading.Thread(target=sample, daemon=True)
+    smp.start()
     resettable = _reset_hwm()
     exp = turnout_export(ctx, a.parallel_tasks)
-    exp_hwm = _status_kb("VmHWM")
+    exp_hwm = _status_kb("VmHWM") or 0
+    sampled["phase"] = "load"
     if resettable:
         _reset_hwm()
     load = turnout_load(ctx, a.parallel_tasks)
-    load_hwm = _status_kb("VmHWM") if resettable else None
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, whole life of the process
+    load_hwm = (_status_kb("VmHWM") or 0) if resettable else 0
+    done.set()
+    smp.join(1)
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    exp_peak = max(exp_hwm, sampled["export"])
+    load_peak = max(load_hwm, sampled["load"]) if resettable else sampled["load"]
     return {"size": a.size, "items_exported": exp["items"], "items_loaded": load["items"],
             "export_seconds": exp["seconds"], "load_seconds": load["seconds"],
             "export_items_per_s": exp["items_per_s"], "load_items_per_s": load["items_per_s"],
-            "baseline_rss_mb": baseline / 1024 if baseline else None,
-            "peak_rss_mb": maxrss / 1024,
-            "export_peak_rss_mb": exp_hwm / 1024 if exp_hwm else None,
-            "load_peak_rss_mb": load_hwm / 1024 if load_hwm else None,
-            "chunks": exp["chunks"], "units": load["units"]}
+            "baseline_rss_mb": baseline / 1024,
+            "peak_rss_mb": max(exp_peak, load_peak) / 1024,
+            "export_peak_rss_mb": exp_peak / 1024,
+            "load_peak_rss_mb": load_peak / 1024,
+            "readings_kb": {"ru_maxrss": maxrss, "export_vmhwm": exp_hwm, "load_vmhwm": load_hwm,
+                            "export_sampled": sampled["export"], "load_sampled": sampled["load"]},
+            "chunks": exp["chunks"], "max_chunk_items": exp["max_chunk_items"], "units": load["units"]}
 
 
 def part_memory(a, eps, work: Path, res: dict) -> None:
@@ -606,6 +764,10 @@ def part_memory(a, eps, work: Path, res: dict) -> None:
             mem["ratio_peak_above_baseline"] = r((hi["peak_rss_mb"] - hi["baseline_rss_mb"])
                                                  / max(lo["peak_rss_mb"] - lo["baseline_rss_mb"], 1e-6), 3)
         mem["sizes"] = [lo["size"], hi["size"]]
+        if lo["max_chunk_items"] < hi["max_chunk_items"]:
+            mem["note"] = (f"not like for like: at {lo['size']} items the {a.segments} export segments hold fewer items "
+                           f"than export.chunk_items, so its chunks (and the per-chunk buffers of export and load) "
+                           f"are only {lo['max_chunk_items']} items against {hi['max_chunk_items']}")
     res["memory"] = mem
 
 
@@ -616,6 +778,16 @@ def fmt_rate(x):
     return "-" if x is None else f"{x:,.0f}/s"
 
 
+def row(label: str, d: dict, server_key: str, client_key: str, approx: bool = False) -> str:
+    server = cores(d.get(server_key), d["seconds"])
+    per = ""
+    if d.get(server_key) is not None and d.get(client_key) is not None and d.get("items"):
+        per = (f"{'~' if approx else ''}{1000 * d[server_key] / d['items']:.2f} / "
+               f"{1000 * d[client_key] / d['items']:.2f}")
+    return (f"  {label:<54}{d['items_per_s']:>10,.0f}   {('~' if approx else '') + server + ' / ' + cores(d.get(client_key), d['seconds']):<14}"
+            f"{per}")
+
+
 def summary_table(res: dict) -> str:
     rows = []
     L = res.get("load")
@@ -623,45 +795,57 @@ def summary_table(res: dict) -> str:
         n = L["items"]
         rows += [
             f"part 1  bulk load, {n:,} items ({L['big_items_380kb']} of ~380 KB), same target server",
-            f"  Turnout export (segments {L['config']['segments']}, {L['config']['parallel_tasks']} threads)"
-            f"          {fmt_rate(L['turnout_export']['items_per_s']):>12}",
-            f"  Turnout load phase ({L['config']['parallel_tasks']} units x {L['config']['load_concurrency']} writers)"
-            f"               {fmt_rate(L['turnout_load']['items_per_s']):>12}",
-            f"  Turnout export+load end to end                       {fmt_rate(L['turnout_export_plus_load_items_per_s']):>12}",
-            f"  hand-tuned BatchWriteItem (8 threads, in memory)     {fmt_rate(L['hand_tuned']['items_per_s']):>12}",
-            f"  provider recipe (Scan + write_batch_data)            {fmt_rate(L['provider_recipe']['items_per_s']):>12}",
+            f"  {'contender':<54}{'items/s':>10}   {'cores busy':<14}CPU ms per item",
+            f"  {'':<54}{'':>10}   {'server/client':<14}server / client",
+            row(f"Turnout export (segments {L['config']['segments']}, {L['config']['parallel_tasks']} threads)",
+                L["turnout_export"], "source_server_cpu_s", "bench_process_cpu_s"),
+            row(f"Turnout load phase ({L['config']['parallel_tasks']} units x {L['config']['load_concurrency']} writers)",
+                L["turnout_load"], "target_server_cpu_s", "bench_process_cpu_s"),
+            f"  {'Turnout export+load end to end':<54}{L['turnout_export_plus_load_items_per_s']:>10,.0f}",
+            row("hand-tuned BatchWriteItem (8 threads, items in memory)", L["hand_tuned"], "target_server_cpu_s",
+                "bench_process_cpu_s"),
+            row("provider recipe (Scan + write_batch_data, 1 thread)", L["provider_recipe"], "target_server_cpu_s",
+                "child_cpu_s", approx=True),
             f"  ratio load / hand-tuned   {L['ratio_vs_hand_tuned']:>7.2f}x   target >= {TARGET_VS_HAND}x: "
             f"{'met' if L['target_vs_hand_tuned_met'] else 'NOT met'}",
             f"  ratio load / provider     {L['ratio_vs_provider']:>7.2f}x   target >= {TARGET_VS_PROVIDER}x: "
             f"{'met' if L['target_vs_provider_met'] else 'NOT met'}",
             f"  ratio export+load / provider (both read the source) {L['ratio_export_plus_load_vs_provider']:.2f}x",
+            f"  ratio hand-tuned / provider   {L['ratio_hand_tuned_vs_provider']:.2f}x   (what this server allows any "
+            f"concurrent client over the single-threaded recipe)",
         ]
     A = res.get("apply")
     if A:
         s, b = A["steady"], A["backlog"]
         rows += [
             f"part 2  change apply",
-            f"  steady writer: target {s['target_rate']:.0f}/s, achieved {s['writer_achieved_rate']}/s "
-            f"over {s['window_seconds']} s",
+            f"  steady writer: target {s['target_rate']:.0f}/s ({s['writer_threads']} LiveWriter threads), achieved "
+            f"{s['writer_achieved_rate']}/s; "
+            f"window {s['window_seconds']} s after {s['warmup_seconds']:.0f} s warm-up",
             f"  apply consumed {s['applied_events_per_s']}/s, capture {s['captured_events_per_s']}/s",
             f"  lag_status lag p50/p99  {s['lag_seconds_p50']} / {s['lag_seconds_p99']} s  (as measured; DynamoDB Local "
             f"truncates ApproximateCreationDateTime to the minute)",
             f"  backlog p50/p99         {s['backlog_p50']} / {s['backlog_p99']} changes",
             f"  end-to-end lag p50/p99  {s['e2e_lag_seconds_p50']} / {s['e2e_lag_seconds_p99']} s  "
             f"(write stamp -> target ack, {s['e2e_lag_samples']} updates)",
-            f"  caught up {s['catch_up_after_stop_seconds']} s after the writer stopped",
+            f"  caught up {s['catch_up_after_stop_seconds']} s after the writer stopped; capture wrote "
+            f"{s['changelog_files_per_s']} change-log files/s ({s['changes_per_changelog_file']} changes each)",
             f"  raw backlog of {b['backlog_changes']:,}: capture {fmt_rate(b['capture_events_per_s'])}, "
             f"apply {fmt_rate(b['apply_events_per_s'])}",
         ]
     M = res.get("memory")
     if M and M.get("runs"):
         rows.append("part 3  load-phase peak RSS (export + load in a child process)")
+        rows.append("  (VmHWM and a 20 ms VmRSS sampler; ru_maxrss is not used, it inherits the parent's RSS)")
         for m in M["runs"]:
             rows.append(f"  {m['size']:>9,} items  peak {m['peak_rss_mb']:>7.1f} MB  (baseline {m['baseline_rss_mb']} MB, "
-                        f"export {m['export_peak_rss_mb']} MB, load {m['load_peak_rss_mb']} MB)")
+                        f"export {m['export_peak_rss_mb']} MB, load {m['load_peak_rss_mb']} MB; chunks of <= "
+                        f"{m['max_chunk_items']} items)")
         if "ratio_peak" in M:
             rows.append(f"  ratio {M['sizes'][1]:,}/{M['sizes'][0]:,}: {M['ratio_peak']:.2f}x "
                         f"(above baseline {M.get('ratio_peak_above_baseline')}x; target: flat, about 1)")
+        if M.get("note"):
+            rows.append(f"  note: {M['note']}")
     rows.append(f"wall time {res['wall_seconds']:.0f} s (load average at start {res['loadavg_at_start']}, at end "
                 f"{res['loadavg_at_end']}: the host is shared, figures are noisy)")
     return "\n".join(rows)
@@ -676,6 +860,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", help="comma-separated sizes for part 3 (default 100000,1000000; quick 20000,200000)")
     ap.add_argument("--rate", type=float, default=200.0, help="steady write rate for part 2 (default 200/s)")
     ap.add_argument("--steady-seconds", type=float, help="length of the steady phase (default 30; quick 20)")
+    ap.add_argument("--writers", type=int, default=4,
+                    help="LiveWriter threads sharing --rate (one alone is capped by the server's latency; default 4)")
+    ap.add_argument("--warmup-seconds", type=float, default=5.0,
+                    help="writer runs this long before the steady window starts (default 5)")
     ap.add_argument("--backlog", type=int, help="changes pre-written for the raw apply figure (default 20000; quick 10000)")
     ap.add_argument("--parallel-tasks", type=int, default=2, help="spec rate_limits.parallel_tasks (load units at once)")
     ap.add_argument("--concurrency", type=int, default=8, help="spec load.concurrency")
@@ -720,9 +908,8 @@ def main(argv=None) -> int:
     state = work / "stack"
     rc = 0
     try:
-        eps = stack.up(state)
-        say(f"stack up: source {eps['source']['endpoint']}, target {eps['target']['endpoint']} (pids "
-            f"{eps['source']['pid']}, {eps['target']['pid']}, moto {eps['s3']['pid']})")
+        eps = start_stack(state)
+        say("stack up: " + ", ".join(f"{k} {e['endpoint']} (pid {e['pid']})" for k, e in eps.items()))
         ctx, src_table = part_load(a, eps, work, res)
         part_apply(a, eps, ctx, src_table, res)
         drop_table(eps["source"]["endpoint"], src_table)
