@@ -34,31 +34,29 @@ class CosmosConfig:
     enable_endpoint_discovery: bool = True
     pool_size: int = 64
 
-    def client(self):
-        from azure.cosmos import CosmosClient, documents
-        from azure.cosmos._retry_options import RetryOptions
-
-        kw: dict[str, Any] = {"enable_endpoint_discovery": self.enable_endpoint_discovery}
-        if not self.connection_verify:
-            kw["connection_verify"] = False
-        # 429s are retried by CosmosSink._call (honouring retry-after, counted, until a deadline), not
-        # silently inside the SDK with its cap of 9 attempts
-        policy = documents.ConnectionPolicy()
-        policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)
-        return CosmosClient(self.endpoint, credential=self.key, connection_policy=policy, connection_timeout=30,
-                            transport=self.transport(), **kw)
-
-    def aio_client(self):
+    def _options(self) -> dict[str, Any]:
         from azure.cosmos import documents
         from azure.cosmos._retry_options import RetryOptions
-        from azure.cosmos.aio import CosmosClient
 
-        kw: dict[str, Any] = {"enable_endpoint_discovery": self.enable_endpoint_discovery}
+        kw: dict[str, Any] = {"enable_endpoint_discovery": self.enable_endpoint_discovery, "connection_timeout": 30}
         if not self.connection_verify:
             kw["connection_verify"] = False
+        # 429s are retried by CosmosSink (honouring retry-after, counted, until a deadline), not silently
+        # inside the SDK with its cap of 9 attempts
         policy = documents.ConnectionPolicy()
         policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)
-        return CosmosClient(self.endpoint, credential=self.key, connection_policy=policy, connection_timeout=30, **kw)
+        kw["connection_policy"] = policy
+        return kw
+
+    def client(self):
+        from azure.cosmos import CosmosClient
+
+        return CosmosClient(self.endpoint, credential=self.key, transport=self.transport(), **self._options())
+
+    def aio_client(self):
+        from azure.cosmos.aio import CosmosClient
+
+        return CosmosClient(self.endpoint, credential=self.key, **self._options())
 
     def transport(self):
         """A requests transport whose pool holds a connection per concurrent writer (urllib3's default of
