@@ -187,7 +187,7 @@ def make_ctx(spec_yaml: str, src_ep: str, tgt_ep: str):
 
 
 def warm_clients(ctx) -> None:
-    """Build the lazily created clients before threads share the context (the engine does not lock them)."""
+    """Build the lazily created clients before the clocks start (so no timed phase pays for creating them)."""
     _ = ctx.source.client, ctx.sink.client, ctx.transform
 
 
@@ -818,7 +818,7 @@ def summary_table(res: dict) -> str:
     if A:
         s, b = A["steady"], A["backlog"]
         rows += [
-            f"part 2  change apply",
+            "part 2  change apply",
             f"  steady writer: target {s['target_rate']:.0f}/s ({s['writer_threads']} LiveWriter threads), achieved "
             f"{s['writer_achieved_rate']}/s; "
             f"window {s['window_seconds']} s after {s['warmup_seconds']:.0f} s warm-up",

@@ -26,11 +26,6 @@ from .errors import DeadLetterError, PreflightError, RecordError, TurnoutError
 from .retry import TokenBucket
 from .runtime import Context, build_transform, key_types
 
-
-def target_name(spec) -> str:
-    t = spec.target
-    return f"container {t.database}/{t.container}" if t.kind == "cosmos" else f"table {t.table!r}"
-
 # Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
 # used only for the preflight estimate when the spec sets no rate limit).
 ASSUMED_ITEMS_PER_TASK_SECOND = 4000
@@ -68,6 +63,11 @@ def dead_letter_count(ctx: Context) -> dict:
         phase = k.split("/")[1]
         out[phase] = out.get(phase, 0) + sum(1 for _ in ctx.staging.iter_jsonl_gz(k))
     return out
+
+
+def target_name(spec) -> str:
+    t = spec.target
+    return f"container {t.database}/{t.container}" if t.kind == "cosmos" else f"table {t.table!r}"
 
 
 def cutover_done(ctx: Context) -> Optional[dict]:

@@ -8,7 +8,7 @@ running from the end of the load until cutover stops it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .spec import MigrationSpec
 
@@ -21,7 +21,6 @@ class TaskSpec:
     mapped_over: str | None = None  # task id whose XCom list this task is mapped over
     long_running: bool = False
     doc: str = ""
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 def task_plan(spec: MigrationSpec) -> list[TaskSpec]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Optional
 
-from .adapters.dynamodb import DynamoDBConfig, DynamoDBSink, DynamoDBSource
+from .adapters.dynamodb import DynamoDBSink, DynamoDBSource
 from .spec import MigrationSpec
 from .staging import Staging, open_staging
 from .transform import Transform
@@ -116,5 +116,3 @@ def make_context(spec: MigrationSpec, source_config, target_config, *, staging_s
     return Context(spec=spec, staging=root, source_config=source_config, target_config=target_config,
                    s3_client_factory=s3_client_factory, run_id=run_id, log=log or logging.getLogger("turnout"))
 
-
-__all__ = ["Context", "make_context", "DynamoDBConfig"]

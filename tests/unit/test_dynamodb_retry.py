@@ -90,3 +90,25 @@ def test_other_errors_fail_loudly(sink):
         stub.add_client_error("batch_write_item", service_error_code="ResourceNotFoundException", http_status_code=400)
         with pytest.raises(Exception, match="ResourceNotFoundException"):
             sink.write_items(items(1))
+
+
+def test_threads_starting_together_share_one_client():
+    import threading
+    import time as _time
+
+    built = []
+
+    class SlowConfig:
+        def client(self, service="dynamodb"):
+            _time.sleep(0.05)  # widen the window in which an unlocked lazy init would build twice
+            built.append(service)
+            return object()
+
+    table = ddb.DynamoDBTable(SlowConfig(), "t")
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(table.client)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and len({id(c) for c in seen}) == 1

@@ -18,8 +18,6 @@ class Capabilities:
 
     max_batch_items: int
     max_item_bytes: int
-    max_batch_bytes: int = 16 * 1024 * 1024
-    supports_delete: bool = True
 
 
 @dataclass
@@ -103,5 +101,3 @@ class Sink(Protocol):
     def scan(self, segment: int, total: int) -> Iterator[Item]: ...
 
     def get(self, key: Item) -> Optional[Item]: ...
-
-    def count(self) -> int: ...

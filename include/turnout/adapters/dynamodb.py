@@ -8,8 +8,9 @@ target rejects come back to the caller with the reason (the caller dead-letters 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 from ..codec import Item, item_size
@@ -44,7 +45,6 @@ class DynamoDBConfig:
     aws_secret_access_key: Optional[str] = None
     aws_session_token: Optional[str] = None
     max_pool_connections: int = 32
-    extra: dict = field(default_factory=dict)
 
     def client(self, service: str = "dynamodb"):
         import boto3
@@ -90,12 +90,15 @@ class DynamoDBTable:
     def __init__(self, config: DynamoDBConfig, table: str):
         self.config, self.table = config, table
         self._client = None
+        self._lock = threading.Lock()
 
     @property
     def client(self):
-        if self._client is None:
-            self._client = self.config.client("dynamodb")
-        return self._client
+        # load writers and apply lanes share one client; build it once even when they all start together
+        with self._lock:
+            if self._client is None:
+                self._client = self.config.client("dynamodb")
+            return self._client
 
     def describe_table(self) -> dict:
         try:
@@ -494,15 +497,3 @@ class DynamoDBSink(DynamoDBTable):
             res.written += r.written
             res.rejected += r.rejected
         return res
-
-    def count(self) -> int:
-        n, start = 0, None
-        while True:
-            kw = {"TableName": self.table, "Select": "COUNT"}
-            if start:
-                kw["ExclusiveStartKey"] = start
-            resp = call_with_backoff(self.client.scan, what=f"Scan COUNT {self.table}", **kw)
-            n += resp["Count"]
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                return n
