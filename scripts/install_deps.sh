@@ -22,6 +22,8 @@ apt_install() {
 command -v java >/dev/null || apt_install openjdk-17-jre-headless
 command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
 command -v npm >/dev/null || apt_install npm
+# --- MariaDB (the MySQL route's source; a private instance is started by scripts/stack.py)
+{ command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } || apt_install mariadb-server
 
 # --- Python venv
 if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] || [ constraints.txt -nt .venv/.installed ]; then

@@ -1,4 +1,5 @@
-"""The embedded local stack: DynamoDB Local as source and as target, and moto's S3 for staging.
+"""The embedded local stack: DynamoDB Local as source and as target, moto's S3 for staging, the Cosmos DB
+for NoSQL API server and a MariaDB with row-format binlogs.
 
 Every server binds 127.0.0.1 only, is started from the project's own files, recorded by PID in the
 state directory, and stopped by PID.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,6 +91,56 @@ def start_cosmos(state: Path, port: int | None = None) -> dict:
             "key": COSMOS_KEY}
 
 
+MARIADB_USER, MARIADB_PASSWORD = "turnout", "turnout-local"
+
+
+def start_mariadb(state: Path, port: int | None = None, name: str = "mariadb") -> dict:
+    """A private MariaDB with row-format binlogs (full images and full row metadata), bound to 127.0.0.1.
+
+    Users: ``turnout`` (everything, incl. REPLICATION SLAVE/CLIENT) over TCP; root over the socket."""
+    for exe in ("mariadbd", "mariadb-install-db"):
+        if not shutil.which(exe) and not Path("/usr/sbin", exe).exists():
+            raise RuntimeError(f"{exe} not found: run `make deps` (installs Debian's mariadb-server)")
+    port = port or free_port()
+    d = (state / name).absolute()
+    data = d / "data"
+    if not (data / "mysql").exists():
+        d.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run(["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={data}",
+                              "--auth-root-authentication-method=normal", "--skip-test-db"],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"mariadb-install-db failed: {out.stderr[-2000:]}")
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    sock = d / "sock"
+    proc = _spawn(name, [mariadbd, "--no-defaults", "--user=root", f"--datadir={data}", f"--socket={sock}",
+                         f"--port={port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
+                         f"--log-bin={data}/binlog", "--binlog-format=ROW", "--binlog-row-image=FULL",
+                         "--binlog-row-metadata=FULL", "--server-id=1", "--innodb-buffer-pool-size=256M",
+                         "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--max-connections=500",
+                         f"--pid-file={d}/mariadbd.pid", f"--log-error={d}/error.log"], state)
+    wait_port(port, 60, proc, f"MariaDB ({name})")
+    sql = (f"CREATE USER IF NOT EXISTS '{MARIADB_USER}'@'127.0.0.1' IDENTIFIED BY '{MARIADB_PASSWORD}'; "
+           f"GRANT ALL PRIVILEGES ON *.* TO '{MARIADB_USER}'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;")
+    for _ in range(50):
+        out = subprocess.run(["mariadb", "--no-defaults", "-uroot", f"--socket={sock}", "-e", sql],
+                             capture_output=True, text=True)
+        if out.returncode == 0:
+            break
+        time.sleep(0.2)
+    else:
+        raise RuntimeError(f"could not create the MariaDB user: {out.stderr[-1000:]}")
+    return {"name": name, "endpoint": f"mysql://127.0.0.1:{port}", "host": "127.0.0.1", "port": port,
+            "pid": proc.pid, "user": MARIADB_USER,
+            "password": MARIADB_PASSWORD, "socket": str(sock)}
+
+
+def mysql_conn_uri(ep: dict, schema: str = "") -> str:
+    """An Airflow mysql connection (JSON form) for the local MariaDB."""
+    return json.dumps({"conn_type": "mysql", "host": ep["host"], "port": ep["port"], "login": ep["user"],
+                       "password": ep["password"], "schema": schema})
+
+
 def up(state: Path) -> dict:
     state = state.absolute()
     existing = state / "endpoints.json"
@@ -103,6 +155,7 @@ def up(state: Path) -> dict:
         eps["target"] = start_dynamodb("ddb-target", state)
         eps["s3"] = start_moto(state)
         eps["cosmos"] = start_cosmos(state)
+        eps["mariadb"] = start_mariadb(state)
     except Exception:
         down(state)
         raise

@@ -24,7 +24,7 @@ def file_key(n: int) -> str:
 
 
 def encode(c: Change, captured_at: float, codec=DYNAMODB) -> dict:
-    return {
+    doc = {
         "k": codec.to_json(c.key),
         "op": c.op,
         "img": codec.to_json(c.image) if c.image is not None else None,
@@ -33,6 +33,9 @@ def encode(c: Change, captured_at: float, codec=DYNAMODB) -> dict:
         "cap": captured_at,
         "o": c.origin,
     }
+    if c.old_image is not None:
+        doc["old"] = codec.to_json(c.old_image)
+    return doc
 
 
 def decode(doc: dict, codec=DYNAMODB) -> Change:
@@ -43,6 +46,7 @@ def decode(doc: dict, codec=DYNAMODB) -> Change:
         version=list(doc["v"]),
         created_at=float(doc["ts"]),
         origin=doc.get("o", ""),
+        old_image=codec.from_json(doc["old"]) if doc.get("old") is not None else None,
     )
 
 

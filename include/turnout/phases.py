@@ -24,7 +24,8 @@ from .adapters.base import Change
 from .codec import Item, stable_bucket
 from .errors import DeadLetterError, PreflightError, RecordError, TurnoutError
 from .retry import TokenBucket
-from .runtime import Context, build_transform, key_types
+from .relational import TABLE_ATTR as TABLE_ATTR_NAME
+from .runtime import Context, build_transform, key_types, source_schema
 
 # Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
 # used only for the preflight estimate when the spec sets no rate limit).
@@ -89,6 +90,8 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
         st.get_json("state/.probe.json")
     except Exception as exc:
         raise PreflightError(f"staging {st.url} is not writable: {exc}") from None
+    if spec.source.kind == "mysql":
+        return _preflight_relational(ctx, dry_run)
     info = ctx.source.describe()
     tr = build_transform(spec, info.key_attributes, key_types(info))
     if not ctx.sink.exists() and (dry_run or not spec.target.create_if_missing):
@@ -109,10 +112,7 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
                    "Turnout needs full images: switch it to NEW_AND_OLD_IMAGES")
     else:
         verdict = ("GO", "")
-    rate = min(r for r in (spec.rate_limits.read_items_per_second or math.inf,
-                           spec.rate_limits.write_items_per_second or math.inf,
-                           spec.rate_limits.parallel_tasks * ASSUMED_ITEMS_PER_TASK_SECOND))
-    est_hours = info.item_count / rate / 3600 if rate else 0
+    rate, est_hours = _copy_estimate(ctx, info.item_count)
     if verdict[0] == "GO":
         verdict = ("GO", (
             f"estimated copy {est_hours:.2f} h for {info.item_count} items at {rate:.0f} items/s; the stream keeps "
@@ -143,6 +143,59 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
     return summary
 
 
+def _copy_estimate(ctx: Context, rows: int) -> tuple[float, float]:
+    rl = ctx.spec.rate_limits
+    rate = min(r for r in (rl.read_items_per_second or math.inf, rl.write_items_per_second or math.inf,
+                           rl.parallel_tasks * ASSUMED_ITEMS_PER_TASK_SECOND))
+    return rate, (rows / rate / 3600 if rate else 0)
+
+
+def _preflight_relational(ctx: Context, dry_run: bool) -> dict:
+    """MySQL/MariaDB: binlog settings and grants, tables and primary keys, the key redesign, the target."""
+    spec, st, src = ctx.spec, ctx.staging, ctx.source
+    problems = src.problems()
+    schema = source_schema(src)
+    try:
+        tr = build_transform(spec, [], None, schema)
+    except RecordError as exc:
+        problems.append(str(exc))
+        tr = None
+    target: dict = {}
+    if tr is not None:
+        if not ctx.sink.exists() and (dry_run or not spec.target.create_if_missing):
+            if not dry_run:
+                problems.append(f"the target {target_name(spec)} does not exist and target.create_if_missing is false")
+            target = {"created": False, "would_create": True, "key": list(tr.target_key)}
+        else:
+            target = ctx.sink.ensure_target(tr.target_info(), list(tr.target_key))
+    info = src.describe()
+    settings = info.stream["binlog"]
+    rate, est_hours = _copy_estimate(ctx, info.item_count)
+    retention_h = settings.get("binlog_expire_seconds", 0) / 3600
+    if problems:
+        verdict = ("NO-GO", "; ".join(problems))
+    else:
+        verdict = ("GO", (
+            f"estimated copy {est_hours:.2f} h for ~{info.item_count} rows of {len(spec.mapping.tables)} tables at "
+            f"{rate:.0f} rows/s; binlogs are kept {retention_h:.0f} h (0 = until purged by hand), but the capture "
+            "drains them into the durable change log in staging from the start"))
+        if retention_h and est_hours > retention_h:
+            verdict = ("GO", verdict[1] + f"; note: the copy outlasts the binlog retention of {retention_h:.0f} h, "
+                       "keep the capture task healthy")
+    summary = {
+        "status": verdict[0], "verdict": verdict[1], "source_key": [TABLE_ATTR_NAME] , "source_key_types": ["S"],
+        "target_key": list(tr.target_key) if tr else [], "item_count_estimate": info.item_count,
+        "size_bytes_estimate": info.size_bytes, "tables": info.indexes.get("tables", {}), "binlog": settings,
+        "source_schema": schema, "target": target, "estimated_copy_hours": round(est_hours, 3),
+        "spec_digest": spec.digest(), "dry_run": dry_run,
+    }
+    st.put_json("state/preflight-dry-run.json" if dry_run else "state/preflight.json", summary)
+    ctx.log.info("TURNOUT preflight %s: %s", verdict[0], verdict[1])
+    if verdict[0] != "GO":
+        raise PreflightError(verdict[1])
+    return summary
+
+
 # ---------------------------------------------------------------------------------- start_cdc
 
 
@@ -161,10 +214,15 @@ def start_cdc(ctx: Context) -> dict:
     st = ctx.staging
     pos = st.get_json("state/positions.json")
     if pos is None:
-        pos = ctx.source.record_position(ctx.spec.source.enable_stream)
-        info = ctx.source.describe()
-        plan = {"segments": _segment_count(ctx, info.size_bytes), "mode": ctx.spec.export.mode,
-                "recorded_at": pos["recorded_at"]}
+        src = ctx.spec.source
+        pos = ctx.source.record_position(getattr(src, "enable_stream", False))
+        if src.kind == "mysql":  # primary-key ranges, split after the position is recorded
+            units = ctx.source.plan_units(src.rows_per_unit)
+            plan = {"segments": len(units), "units": units, "mode": "keyset", "recorded_at": pos["recorded_at"]}
+        else:
+            info = ctx.source.describe()
+            plan = {"segments": _segment_count(ctx, info.size_bytes), "mode": ctx.spec.export.mode,
+                    "recorded_at": pos["recorded_at"]}
         # the export plan is fixed with the position: re-runs never re-split finished segments
         st.put_json("state/export_plan.json", plan)
         st.put_json("state/positions.json", pos)
@@ -230,7 +288,9 @@ def export_segment(ctx: Context, segment: int) -> dict:
         st.put_json(ck_key, ck)  # the checkpoint moves only after the chunk is durable
         buf.clear()
 
-    for items, pos in ctx.source.read_segment(segment, total, resume, page):
+    pages = (ctx.source.read_unit(plan["units"][segment], resume, page) if plan.get("units")
+             else ctx.source.read_segment(segment, total, resume, page))
+    for items, pos in pages:
         bucket.take(len(items))
         buf.extend(items)
         if len(buf) >= chunk_items or pos is None:

@@ -33,10 +33,15 @@ class Context:
     clock: Callable[[], float] = time.time
 
     @cached_property
-    def source(self) -> DynamoDBSource:
-        if self.spec.source.kind == "dynamodb":
-            return DynamoDBSource(self.source_config, self.spec.source.table)
-        raise NotImplementedError(self.spec.source.kind)
+    def source(self):
+        src = self.spec.source
+        if src.kind == "dynamodb":
+            return DynamoDBSource(self.source_config, src.table)
+        if src.kind == "mysql":
+            from .adapters.mysql import MySQLSource
+
+            return MySQLSource(self.source_config, src.database, list(self.spec.mapping.tables), src.server_id)
+        raise NotImplementedError(src.kind)
 
     @cached_property
     def sink(self):
@@ -60,6 +65,8 @@ class Context:
     @cached_property
     def transform(self):
         plan = self.staging.get_json("state/preflight.json") or {}
+        if self.spec.source.kind == "mysql":
+            return build_transform(self.spec, [], None, plan.get("source_schema") or source_schema(self.source))
         if plan.get("source_key"):
             key, types = plan["source_key"], plan.get("source_key_types")
         else:
@@ -85,7 +92,12 @@ class Context:
 def codec_for(kind: str):
     from .codec import DYNAMODB, JSON_DOC
 
-    return {"dynamodb": DYNAMODB, "cosmos": JSON_DOC}[kind]
+    return {"dynamodb": DYNAMODB, "cosmos": JSON_DOC, "mysql": DYNAMODB}[kind]
+
+
+def source_schema(source) -> dict:
+    """A relational source's table schemas as JSON (recorded by preflight, so every task maps alike)."""
+    return {t: s.to_json() for t, s in source.schemas().items()}
 
 
 def key_types(info) -> list[str]:
@@ -93,8 +105,13 @@ def key_types(info) -> list[str]:
     return [types.get(a, "S") for a in info.key_attributes]
 
 
-def build_transform(spec: MigrationSpec, source_key: list[str], source_key_types: list[str] | None):
+def build_transform(spec: MigrationSpec, source_key: list[str], source_key_types: list[str] | None,
+                    schema: dict | None = None):
     """The route's pure per-record transform (the same at load, apply and validation)."""
+    if spec.source.kind == "mysql":
+        from .relational import RelationalTransform, TableSchema
+
+        return RelationalTransform.from_spec(spec, {t: TableSchema.from_json(d) for t, d in (schema or {}).items()})
     if spec.target.kind == "cosmos":
         from .adapters.cosmos_mapping import CosmosMapping
 

@@ -36,6 +36,31 @@ class DynamoDBSource(Strict):
     )
 
 
+class MySQLSource(Strict):
+    """MySQL / MariaDB; the connection is an Airflow mysql connection (host, port, login, password)."""
+
+    kind: Literal["mysql"]
+    conn_id: str = Field(description="Airflow connection id of type mysql")
+    database: str
+    server_id: int = Field(default=4271, gt=0, lt=2**32,
+                           description="replication client id for the binlog reader; unique among the server's replicas")
+    rows_per_unit: int = Field(default=500_000, gt=0, description="rows per export unit (a primary-key range)")
+
+
+class TargetKey(Strict):
+    """The target's key attributes when the key is redesigned (values come from mapping.tables templates)."""
+
+    partition: str = Field(description="partition key attribute name, e.g. PK")
+    sort: Optional[str] = Field(default=None, description="sort key attribute name, e.g. SK")
+
+
+class GSI(Strict):
+    name: str
+    partition: str = Field(description="the index's partition key attribute (type S)")
+    sort: Optional[str] = None
+    projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
+
+
 class DynamoDBTarget(Strict):
     kind: Literal["dynamodb"]
     conn_id: str
@@ -43,6 +68,8 @@ class DynamoDBTarget(Strict):
     create_if_missing: bool = True
     billing_mode: Literal["PAY_PER_REQUEST", "PROVISIONED"] = "PAY_PER_REQUEST"
     max_item_bytes: int = Field(default=400 * 1024, gt=0, description="the target's item size limit")
+    key: Optional[TargetKey] = Field(default=None, description="key attributes of a redesigned key (mysql source)")
+    gsis: list[GSI] = Field(default_factory=list, description="global secondary indexes to create (redesigned key)")
 
 
 class CosmosTarget(Strict):
@@ -79,9 +106,67 @@ class CosmosTarget(Strict):
         return v
 
 
-Source = Annotated[Union[DynamoDBSource], Field(discriminator="kind")]
+Source = Annotated[Union[DynamoDBSource, MySQLSource], Field(discriminator="kind")]
 Target = Annotated[Union[DynamoDBTarget, CosmosTarget], Field(discriminator="kind")]
-KINDS = ("dynamodb", "cosmos")
+KINDS = ("dynamodb", "cosmos", "mysql")
+
+CASTS = ("string", "number", "bool", "json", "iso", "epoch", "epoch_ms", "set", "binary")
+_TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]*)(?::(0\d+))?$")
+
+
+def template_fields(template: str) -> list[tuple[str, int]]:
+    """The columns a key template uses, with their zero-padding width: ``ORDER#{order_id:010}``."""
+    out = []
+    for m in _TEMPLATE_FIELD.finditer(template.replace("{{", "").replace("}}", "")):
+        f = _FIELD.match(m.group(1))
+        if not f:
+            raise ValueError(f"template {template!r}: {{{m.group(1)}}} is not a column name (optionally :0N for "
+                             "zero-padding); write {{ and }} for literal braces")
+        out.append((f.group(1), int(f.group(2)) if f.group(2) else 0))
+    return out
+
+
+class TableMapping(Strict):
+    """How the rows of one source table become items of the single target table."""
+
+    partition_key: str = Field(description="template, e.g. 'CUSTOMER#{customer_id}'")
+    sort_key: Optional[str] = Field(default=None, description="template, e.g. 'ORDER#{order_date}#{order_id:010}'")
+    entity: Optional[str] = Field(default=None, description="value of mapping.type_attribute for this table's items")
+    rename: dict[str, str] = Field(default_factory=dict, description="column -> attribute")
+    drop: list[str] = Field(default_factory=list, description="columns not copied")
+    casts: dict[str, str] = Field(default_factory=dict, description=f"column -> one of {', '.join(CASTS)}")
+    computed: dict[str, str] = Field(default_factory=dict,
+                                     description="attribute -> template (S); omitted when a column it uses is NULL")
+
+    @field_validator("partition_key", "sort_key")
+    @classmethod
+    def _template(cls, v):
+        if v is not None:
+            template_fields(v)
+        return v
+
+    @field_validator("computed")
+    @classmethod
+    def _computed(cls, v):
+        for t in v.values():
+            template_fields(t)
+        return v
+
+    @field_validator("casts")
+    @classmethod
+    def _casts(cls, v):
+        for col, c in v.items():
+            if c not in CASTS:
+                raise ValueError(f"cast {c!r} for column {col!r} is not one of {', '.join(CASTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _no_clash(self):
+        clash = set(self.rename) & set(self.drop)
+        if clash:
+            raise ValueError(f"columns both renamed and dropped: {sorted(clash)}")
+        return self
 
 
 class Mapping(Strict):
@@ -90,6 +175,12 @@ class Mapping(Strict):
     rename: dict[str, str] = Field(default_factory=dict, description="source attribute -> target attribute")
     drop: list[str] = Field(default_factory=list, description="source attributes not copied")
     required: list[str] = Field(default_factory=list, description="target attributes every item must have")
+    tables: dict[str, TableMapping] = Field(
+        default_factory=dict, description="mysql source: table -> key templates and attribute mapping (single-table design)")
+    datetime_format: Literal["iso", "epoch", "epoch_ms"] = Field(
+        default="iso", description="DATETIME/TIMESTAMP/DATE values (a per-column cast overrides)")
+    nulls: Literal["omit", "null"] = Field(default="omit", description="NULL columns: left out of the item, or NULL")
+    type_attribute: Optional[str] = Field(default=None, description="attribute naming each item's entity (table)")
 
     @model_validator(mode="after")
     def _no_clash(self):
@@ -220,6 +311,25 @@ class MigrationSpec(Strict):
 
     @model_validator(mode="after")
     def _route(self):
+        if self.source.kind == "mysql":
+            if self.target.kind != "dynamodb":
+                raise ValueError("a mysql source migrates to a dynamodb target (DynamoDB or any DynamoDB-API endpoint)")
+            if self.target.key is None:
+                raise ValueError("target.key is required for a mysql source: name the partition (and sort) key "
+                                 "attributes the mapping.tables templates fill")
+            if not self.mapping.tables:
+                raise ValueError("mapping.tables is required for a mysql source: one entry per migrated table")
+            if self.mapping.rename or self.mapping.drop:
+                raise ValueError("for a mysql source, rename/drop go under mapping.tables.<table>")
+            for name, tm in self.mapping.tables.items():
+                if (tm.sort_key is None) != (self.target.key.sort is None):
+                    raise ValueError(f"mapping.tables.{name}: sort_key must be given exactly when target.key.sort is")
+            return self
+        if self.mapping.tables:
+            raise ValueError("mapping.tables is for a mysql source only")
+        if self.target.kind == "dynamodb" and (self.target.key or self.target.gsis):
+            raise ValueError("target.key / target.gsis are for a redesigned key (mysql source); a DynamoDB source's "
+                             "key and indexes are copied")
         if self.target.kind == "cosmos" and (self.mapping.rename or self.mapping.drop):
             raise ValueError("mapping.rename / mapping.drop are not supported for a cosmos target yet "
                              "(the document mapping is declared under target:)")

@@ -34,11 +34,12 @@ def _scan_side(scan: Callable[[int, int], Iterator[Item]], fn, total: int = SCAN
 
 
 class _Digest:
-    def __init__(self, buckets: int, key_of, codec, sample: int = 0, required=()):
+    def __init__(self, buckets: int, key_of, codec, sample: int = 0, required=(), group_of=None):
         self.buckets, self.key_of, self.codec, self.sample, self.required = buckets, key_of, codec, sample, required
+        self.group_of = group_of
 
     def new(self):
-        return {"count": [0] * self.buckets, "xor": [0] * self.buckets, "sample": [], "errors": []}
+        return {"count": [0] * self.buckets, "xor": [0] * self.buckets, "sample": [], "errors": [], "groups": {}}
 
     def add(self, acc, item):
         try:
@@ -50,6 +51,9 @@ class _Digest:
         b = stable_bucket(kt, self.buckets)
         acc["count"][b] += 1
         acc["xor"][b] ^= int.from_bytes(self.codec.hash(item), "big")
+        if self.group_of is not None:
+            g = self.group_of(item) or "(unknown)"
+            acc["groups"][g] = acc["groups"].get(g, 0) + 1
         if len(acc["sample"]) < self.sample:
             acc["sample"].append({"key": kt, **{a: (a in item) for a in self.required}})
 
@@ -61,6 +65,8 @@ class _Digest:
                 out["xor"][b] ^= p["xor"][b]
             out["sample"].extend(p["sample"][: max(0, self.sample - len(out["sample"]))])
             out["errors"].extend(p["errors"])
+            for g, n in p["groups"].items():
+                out["groups"][g] = out["groups"].get(g, 0) + n
         return out
 
 
@@ -129,16 +135,19 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
 
     codec = ctx.target_codec
 
+    source_key_from = getattr(tr, "source_key_from", None) or (lambda item: {a: item[a] for a in tr.source_key})
+    group_of = getattr(tr, "group_of", None)  # per source table, for a relational source
+
     def src_key(item):
         t = tr.item(item)
-        return t, tr.target_key_of(t), {a: item[a] for a in tr.source_key}
+        return t, tr.target_key_of(t), source_key_from(item)
 
     def tgt_key(item):
         return item, tr.target_key_of(item), tr.source_key_of(item)
 
     required = list(ctx.spec.mapping.required)
-    sd = _scan_side(src.scan, _Digest(v.buckets, src_key, codec))
-    td = _scan_side(sink.scan, _Digest(v.buckets, tgt_key, codec, v.expectation_sample, required))
+    sd = _scan_side(src.scan, _Digest(v.buckets, src_key, codec, group_of=group_of))
+    td = _scan_side(sink.scan, _Digest(v.buckets, tgt_key, codec, v.expectation_sample, required, group_of))
     source_count, target_count = sum(sd["count"]), sum(td["count"])
     bad = {b for b in range(v.buckets) if sd["count"][b] != td["count"][b] or sd["xor"][b] != td["xor"][b]}
     ctx.progress("validate", source_count=source_count, target_count=target_count, buckets=v.buckets,
@@ -162,9 +171,11 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         time.sleep(wait)
         still = {}
         for kt, d in differing.items():
-            s_item = src.get(d["src_key"])
+            s_item = src.get(d["src_key"]) if d["src_key"] is not None else None
             t_item = sink.get(d["key"])
             s_t = tr.item(s_item) if s_item is not None else None
+            if s_t is not None and codec.key_text(tr.target_key_of(s_t)) != kt:
+                s_t = None  # the source row now maps to another key (a key column changed): not this key's
             if (s_t is None and t_item is None) or (
                     s_t is not None and t_item is not None and codec.canonical(s_t) == codec.canonical(t_item)):
                 continue
@@ -187,6 +198,8 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         **kinds,
         "differing_keys": [{"key": kt, "kind": d["kind"]} for kt, d in list(differing.items())[: v.max_reported_keys]],
         "malformed": (sd["errors"] + td["errors"])[:100],
+        **({"per_table": {g: {"source": sd["groups"].get(g, 0), "target": td["groups"].get(g, 0)}
+                          for g in sorted(set(sd["groups"]) | set(td["groups"]))}} if group_of else {}),
         "expectations": ge,
         "seconds": round(time.monotonic() - t0, 2),
         "at": ctx.clock(),
@@ -210,4 +223,5 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
     if not ge["success"] and final:
         raise ValidationFailed(f"Great Expectations failed on the target: {ge['expectations']}")
     return {k: result[k] for k in ("ok", "source_count", "target_count", "differences", "differences_first_pass",
-                                    "recheck_rounds", "report")} | {"expectations_ok": ge["success"]}
+                                    "recheck_rounds", "report") + (("per_table",) if group_of else ())} | {
+        "expectations_ok": ge["success"]}

@@ -41,6 +41,7 @@ class Change:
     version: list[int]  # compared lexicographically; increases per key in the source's order
     created_at: float  # epoch seconds the source stamped on the change
     origin: str = ""  # where it came from (shard/sequence, binlog position, ...)
+    old_image: Optional[Item] = None  # the before image, where the source gives one the transform needs
 
 
 @dataclass
