@@ -1,7 +1,8 @@
 """`make demo`: a real live migration, end to end, on the embedded stack.
 
-Starts DynamoDB Local (source and target) and moto, seeds the source with items of every DynamoDB
-type, starts a live writer (puts, updates, deletes; the same keys more than once), runs the
+Starts DynamoDB Local (source and target), moto, the Cosmos DB server and MariaDB, seeds the route's source
+(DynamoDB items of every type; or, for ROUTE=mysql-dynamodb, a MariaDB shop schema of three tables), starts a
+live writer (puts, updates, deletes; the same keys more than once; key-changing UPDATEs), runs the
 migration DAG on a real Airflow scheduler, freezes the writer and answers the cutover approval
 through Airflow's REST API (or leaves it to you in the UI with --approve ui), then prints items
 copied, changes applied, final lag, validation result and the report's location. Exits non-zero if
@@ -20,13 +21,17 @@ from pathlib import Path
 import airflow_local
 import stack
 import workload
+import workload_mysql
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "orders"
 ROUTES = {
     "dynamodb-alternator": "demo_orders_to_alternator",
     "dynamodb-cosmos": "demo_orders_to_cosmos",
+    "mysql-dynamodb": "demo_shop_to_dynamodb",
 }
+SHOP_DB, SHOP_TABLE = "shop", "shop"
+ROWS_PER_CUSTOMER = 10  # 1 customer row + 3 orders + 6 order lines
 DAG_ID = "migrate__demo_orders_to_alternator"  # the default route's DAG
 
 
@@ -57,12 +62,19 @@ class Migration:
         self.workdir.mkdir(parents=True)
         say("starting the local stack (DynamoDB Local x2, moto S3), 127.0.0.1 only")
         self.eps = stack.up(self.workdir / "stack")
-        src = workload.client(self.eps["source"]["endpoint"])
-        workload.create_table(src, TABLE)  # stream off: the spec lets Turnout enable it
         t0 = time.time()
-        workload.seed(self.eps["source"]["endpoint"], TABLE, self.items)
-        say(f"seeded {self.items} items with every DynamoDB type in {time.time() - t0:.1f}s")
+        if self.route == "mysql-dynamodb":
+            workload_mysql.create_database(self.eps["mariadb"], SHOP_DB)
+            rows = workload_mysql.seed(self.eps["mariadb"], SHOP_DB, max(1, self.items // ROWS_PER_CUSTOMER))
+            say(f"seeded MariaDB {SHOP_DB}: {rows} rows in 3 tables ({workload_mysql.row_count(self.eps['mariadb'], SHOP_DB)}) "
+                f"in {time.time() - t0:.1f}s")
+        else:
+            src = workload.client(self.eps["source"]["endpoint"])
+            workload.create_table(src, TABLE)  # stream off: the spec lets Turnout enable it
+            workload.seed(self.eps["source"]["endpoint"], TABLE, self.items)
+            say(f"seeded {self.items} items with every DynamoDB type in {time.time() - t0:.1f}s")
         env = {
+            "AIRFLOW_CONN_TURNOUT_MYSQL": stack.mysql_conn_uri(self.eps["mariadb"]),
             "AIRFLOW_CONN_TURNOUT_SOURCE": stack.aws_conn_uri(self.eps["source"]["endpoint"]),
             "AIRFLOW_CONN_TURNOUT_TARGET": stack.aws_conn_uri(self.eps["target"]["endpoint"]),
             "AIRFLOW_CONN_TURNOUT_COSMOS": stack.cosmos_conn_uri(self.eps["cosmos"]["endpoint"]),
@@ -86,7 +98,11 @@ class Migration:
         return json.loads(p.read_text()) if p.exists() else None
 
     def start_writer(self) -> None:
-        self.writer = workload.LiveWriter(self.eps["source"]["endpoint"], TABLE, self.items, rate=self.writer_rate)
+        if self.route == "mysql-dynamodb":
+            self.writer = workload_mysql.LiveWriter(self.eps["mariadb"], SHOP_DB, max(1, self.items // ROWS_PER_CUSTOMER),
+                                                    rate=self.writer_rate)
+        else:
+            self.writer = workload.LiveWriter(self.eps["source"]["endpoint"], TABLE, self.items, rate=self.writer_rate)
         self.writer.start()
         say(f"live writer started: ~{self.writer_rate:.0f} puts/updates/deletes per second on the source")
 
@@ -209,7 +225,9 @@ class Migration:
         rep = self.staged("reports/cutover.json") or {}
         loaded = sum(json.loads(p.read_text())["written"]
                      for p in (self.staging / self.name / "load" / "done").glob("*.json"))
-        if self.route == "dynamodb-cosmos":
+        if self.route == "mysql-dynamodb":
+            cmp = workload_mysql.full_compare(self.eps["mariadb"], SHOP_DB, self.eps["target"]["endpoint"], SHOP_TABLE)
+        elif self.route == "dynamodb-cosmos":
             cmp = workload.full_compare_cosmos(self.eps["source"]["endpoint"], TABLE, self.eps["cosmos"],
                                                ROOT / "dags" / "specs" / f"{self.name}.yaml", self.staging)
         else:

@@ -116,7 +116,8 @@ def start_mariadb(state: Path, port: int | None = None, name: str = "mariadb") -
     proc = _spawn(name, [mariadbd, "--no-defaults", "--user=root", f"--datadir={data}", f"--socket={sock}",
                          f"--port={port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
                          f"--log-bin={data}/binlog", "--binlog-format=ROW", "--binlog-row-image=FULL",
-                         "--binlog-row-metadata=FULL", "--server-id=1", "--innodb-buffer-pool-size=256M",
+                         "--binlog-row-metadata=FULL", "--server-id=1", "--character-set-server=utf8mb4",
+                         "--innodb-buffer-pool-size=256M",
                          "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--max-connections=500",
                          f"--pid-file={d}/mariadbd.pid", f"--log-error={d}/error.log"], state)
     wait_port(port, 60, proc, f"MariaDB ({name})")

@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Optional
 
 from .adapters.base import Change, SourceInfo
@@ -29,6 +29,7 @@ from .spec import template_fields
 
 TABLE_ATTR = "__table"
 MAX_DIGITS = 38  # DynamoDB numbers: 38 significant digits, magnitude 1E-130 .. 9.9999E+125
+_EXACT = Context(prec=200)  # Decimal's default context rounds to 28 digits: never use it on values
 
 _NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
                  "double", "real", "year"}
@@ -104,6 +105,10 @@ def neutral_value(col: Column, v: Any) -> dict:
     """One column value (as pymysql or the binlog reader gives it) as a neutral attribute value."""
     if v is None:
         return {"NULL": True}
+    if col.data_type == "json" and not isinstance(v, str):  # MySQL JSON as the binlog reader decodes it
+        return {"S": json.dumps(_json_plain(v), separators=(",", ":"), ensure_ascii=False)}
+    if col.data_type == "bit" and isinstance(v, str):  # the binlog reader gives BIT(M) as M '0'/'1' characters
+        return {"B": int(v or "0", 2).to_bytes((len(v) + 7) // 8, "big")}
     if isinstance(v, bool):
         return {"N": "1" if v else "0"}
     if isinstance(v, int):
@@ -128,6 +133,17 @@ def neutral_value(col: Column, v: Any) -> dict:
     if isinstance(v, (dict, list)):  # a JSON column decoded by the binlog reader
         return {"S": json.dumps(v, separators=(",", ":"), ensure_ascii=False)}
     return {"S": str(v)}
+
+
+def _json_plain(v: Any) -> Any:
+    """A binlog-decoded JSON document with its bytes (object keys, strings) as str, as SELECT gives them."""
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).decode("utf-8")
+    if isinstance(v, dict):
+        return {_json_plain(k): _json_plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_plain(x) for x in v]
+    return v
 
 
 def row_item(table: TableSchema, row: dict) -> Item:
@@ -168,7 +184,8 @@ def check_number(text: str) -> str:
     exp = d.adjusted()
     if exp > 125 or exp < -130:
         raise ValueError(f"{text} is outside DynamoDB's number range (1E-130 .. 9.9E+125)")
-    return format(d.normalize(), "f") if -30 < exp < 40 else str(d.normalize())
+    n = d.normalize(_EXACT)
+    return format(n, "f") if -30 < exp < 40 else str(n)
 
 
 _DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?)?$")
@@ -200,7 +217,7 @@ def _epoch(text: str, scale: int) -> str:
     value, _, _ = _parse_datetime(text)
     delta = value - dt.datetime(1970, 1, 1)
     us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return check_number(str(Decimal(us) * scale / Decimal(1_000_000)))
+    return check_number(str(_EXACT.divide(Decimal(us) * scale, Decimal(1_000_000))))
 
 
 def _json_av(v: Any, where: str) -> dict:
@@ -372,6 +389,10 @@ class RelationalTransform:
             if clash:
                 raise RecordError(f"{where}: columns map to attributes the key/computed/type attributes use: {clash} "
                                   "(rename them)")
+            over = sorted(set(tm.computed) & (set(key_names) | ({m.type_attribute} if m.type_attribute else set())))
+            if over:
+                raise RecordError(f"{where}: computed attribute(s) {over} would overwrite the key/type attribute "
+                                  "(the key comes from partition_key/sort_key)")
             dup = sorted({x for x in targets if targets.count(x) > 1})
             if dup:
                 raise RecordError(f"{where}: two columns map to the same attribute: {dup}")
@@ -408,8 +429,8 @@ class RelationalTransform:
     def _pk_text(self, plan: _TablePlan, item: Item) -> str:
         return ",".join(f"{k}={next(iter(item.get(k, {'NULL': None}).values()))}" for k in plan.schema.primary_key)
 
-    def item(self, item: Item) -> Item:
-        plan = self._plan(item)
+    def _key(self, plan: _TablePlan, item: Item) -> Item:
+        """The target key attributes a neutral item's key templates render."""
         t = plan.schema.name
 
         def key_error(col, msg):
@@ -421,6 +442,12 @@ class RelationalTransform:
         for k in self.key_names:
             if out[k]["S"] == "":
                 raise _fail(t, self._pk_text(plan, item), k, "the key template renders an empty string")
+        return out
+
+    def item(self, item: Item) -> Item:
+        plan = self._plan(item)
+        t = plan.schema.name
+        out = self._key(plan, item)
         if self.type_attribute:
             out[self.type_attribute] = {"S": plan.entity}
         for col in plan.schema.columns:
@@ -490,15 +517,16 @@ class RelationalTransform:
         def mk(op, key, image):
             return Change(key=key, op=op, image=image, version=c.version, created_at=c.created_at, origin=c.origin)
 
-        old = self.item(c.old_image) if c.old_image is not None else None
+        # only the before image's key matters: a bad value in another column must not block the change
+        old = self._key(self._plan(c.old_image), c.old_image) if c.old_image is not None else None
         if c.op == "delete":
             if old is None:
                 raise RecordError(f"delete of {c.key} has no before image (binlog_row_image must be FULL)")
-            return [mk("delete", self.target_key_of(old), None)]
+            return [mk("delete", old, None)]
         new = self.item(c.image)
         out = []
-        if old is not None and self.target_key_of(old) != self.target_key_of(new):
-            out.append(mk("delete", self.target_key_of(old), None))
+        if old is not None and old != self.target_key_of(new):
+            out.append(mk("delete", old, None))
         out.append(mk("put", self.target_key_of(new), new))
         return out
 

@@ -7,7 +7,7 @@ from typing import Any
 from turnout.runtime import Context, make_context
 from turnout.spec import MigrationSpec
 
-from .hooks import cosmos_config, dynamodb_config, s3_client_factory
+from .hooks import cosmos_config, dynamodb_config, mysql_config, s3_client_factory
 
 # UI trigger params -> dotted spec keys
 PARAM_OVERRIDES = {
@@ -28,11 +28,14 @@ def build_context(spec: dict, spec_file: str, params: dict | None, *, run_id: st
     s = MigrationSpec.model_validate(spec).with_overrides(overrides_from_params(params))
     src = tgt = None
     if connections:
-        src = dynamodb_config(s.source.conn_id, f"{spec_file}: source.conn_id")
+        where = f"{spec_file}: source.conn_id"
+        src = (mysql_config(s.source.conn_id, s.source.database, where) if s.source.kind == "mysql"
+               else dynamodb_config(s.source.conn_id, where))
         tgt = (cosmos_config if s.target.kind == "cosmos" else dynamodb_config)(
             s.target.conn_id, f"{spec_file}: target.conn_id")
     staging_factory = s3_client_factory(s.staging.conn_id, f"{spec_file}: staging.conn_id") if \
         s.staging.url.startswith("s3://") else None
-    native = s3_client_factory(s.source.conn_id, f"{spec_file}: source.conn_id") if connections else None
+    native = (s3_client_factory(s.source.conn_id, f"{spec_file}: source.conn_id")
+              if connections and s.source.kind == "dynamodb" else None)
     return make_context(s, src, tgt, staging_s3_factory=staging_factory, s3_client_factory=native, run_id=run_id,
                         log=log)

@@ -59,6 +59,24 @@ def cosmos_config(conn_id: str, where: str):
                         enable_endpoint_discovery=bool(extra.get("enable_endpoint_discovery", True)))
 
 
+def mysql_config(conn_id: str, database: str, where: str):
+    """A mysql connection (host, port, login, password; extra ``ssl`` as pymysql takes it) -> MySQLConfig.
+
+    Read through the Connection itself, so the MySQL provider (and its C client library) is not needed."""
+    from airflow.sdk import BaseHook
+
+    from turnout.adapters.mysql import MySQLConfig
+
+    _require_connection(conn_id, where)
+    conn = BaseHook.get_connection(conn_id)
+    if not conn.host:
+        raise PreflightError(f"{where}: connection {conn_id!r} has no host")
+    extra = conn.extra_dejson
+    return MySQLConfig(host=conn.host, port=int(conn.port or 3306), user=conn.login or "root",
+                       password=conn.password or "", database=database, ssl=extra.get("ssl"),
+                       connect_timeout=float(extra.get("connect_timeout", 10)))
+
+
 def s3_client_factory(conn_id: str | None, where: str):
     if conn_id:
         _require_connection(conn_id, where)
