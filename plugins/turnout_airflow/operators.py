@@ -61,7 +61,7 @@ class PreflightOperator(TurnoutOperator):
         summary = phases.preflight(ctx, dry_run=bool(context["params"].get("dry_run")))
         if summary.get("status") == "cutover_done":
             raise AirflowSkipException(f"migration already cut over at {summary.get('cutover_at')}: nothing to do")
-        return summary
+        return {k: v for k, v in summary.items() if k != "source_schema"}  # the schema stays in staging
 
 
 class StartCdcOperator(TurnoutOperator):

@@ -718,6 +718,19 @@ def test_source_key_of_without_type_attribute_tells_tables_apart_by_template():
     assert tr.group_of(o) == "orders" and tr.group_of(c) == "customers"
 
 
+def test_type_attribute_tells_tables_with_identical_templates_apart():
+    parts = TableSchema("parts", (Column("sku", "varchar", "varchar(20)"),), ("sku",))
+    tables = {"skus": {"partition_key": "ITEM#{sku}", "sort_key": "META"},
+              "parts": {"partition_key": "ITEM#{sku}", "sort_key": "META", "entity": "part"}}
+    tr = build(tables, schemas=(SKUS, parts))
+    p = tr.item(row_item(parts, {"sku": "P1"}))
+    s = tr.item(row_item(SKUS, {"sku": "S1"}))
+    assert p["entity"] == {"S": "part"} and s["entity"] == {"S": "skus"}
+    assert tr.group_of(p) == "parts" and tr.group_of(s) == "skus"
+    assert tr.source_key_of(p) == {TABLE_ATTR: {"S": "parts"}, "sku": {"S": "P1"}}
+    assert tr.source_key_of(s) == {TABLE_ATTR: {"S": "skus"}, "sku": {"S": "S1"}}
+
+
 def test_source_key_from():
     tr = build()
     item = order(status="paid")
