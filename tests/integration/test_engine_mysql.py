@@ -306,3 +306,35 @@ def test_value_the_target_cannot_hold_is_dead_lettered_naming_table_key_and_colu
     assert len(reasons) == 2, reasons
     assert any("table 'orders' key order_id=3: column 'total'" in r and "38" in r for r in reasons), reasons
     assert any("over the target's limit" in r for r in reasons), reasons
+
+
+def test_alter_table_mid_migration_stops_the_capture_instead_of_dropping_a_column(stack, tmp_path):
+    db = uniq("ddl")
+    wm.create_database(stack["mariadb"], db)
+    wm.seed(stack["mariadb"], db, 5, orders_per_customer=1, lines_per_order=1)
+    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    sql(stack, ["UPDATE orders SET status = 'BEFORE' WHERE order_id = 1",
+                "ALTER TABLE orders ADD COLUMN coupon VARCHAR(20) NULL",
+                "UPDATE orders SET status = 'AFTER', coupon = 'X' WHERE order_id = 2"], db)
+    from turnout.adapters.mysql import SchemaChanged
+
+    with pytest.raises(SchemaChanged, match=r"orders changed during the migration.*coupon"):
+        phases.run_capture(ctx, max_seconds=10)
+    changes = [c for _, c in changelog.iter_changes(ctx.staging)]
+    # the change before the ALTER is in the log; nothing after it was taken (or dropped)
+    assert [c.image["status"]["S"] for c in changes] == ["BEFORE"]
+
+
+def test_purged_binlog_is_a_clear_error_not_a_silent_gap(stack, tmp_path):
+    db = uniq("purge")
+    wm.create_database(stack["mariadb"], db)
+    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    wm.seed(stack["mariadb"], db, 3, orders_per_customer=1, lines_per_order=1)
+    newest = sql(stack, ["FLUSH BINARY LOGS", "SHOW MASTER STATUS"])[1][0][0]
+    sql(stack, [f"PURGE BINARY LOGS TO '{newest}'"])
+    with pytest.raises(Exception, match=r"no longer has the binlog at .*start the migration over"):
+        phases.run_capture(ctx, max_seconds=10)

@@ -27,6 +27,7 @@ from .base import Change, Poll, SourceInfo
 
 log = logging.getLogger("turnout.mysql")
 
+_INTEGER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint"}
 REQUIRED_SETTINGS = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL",
                      "binlog_row_metadata": "FULL"}
 
@@ -249,7 +250,17 @@ class MySQLSource:
             if est.get(t, {}).get("rows_estimate", 0) <= rows_per_unit:
                 units.append({"table": t, "lo": None, "hi": None})
                 continue
-            bounds: list[Item] = []
+            bounds: list[dict] = []
+            pk = schema.primary_key
+            if len(pk) == 1 and schema.column(pk[0]).data_type in _INTEGER_TYPES:
+                # one integer key: split its value range arithmetically (no index scan; uneven if keys are sparse)
+                lo_v, hi_v = self.query(f"SELECT MIN({_q(pk[0])}), MAX({_q(pk[0])}) FROM {_q(t)}")[0]
+                n = -(-est[t]["rows_estimate"] // rows_per_unit)
+                if lo_v is not None and n > 1:
+                    step = -(-(hi_v - lo_v + 1) // n)
+                    bounds = [{pk[0]: lo_v - 1 + step * k} for k in range(1, n) if lo_v - 1 + step * k < hi_v]
+                units += self._ranges(schema, bounds)
+                continue
             conn = self.config.connect(streaming=True)
             try:
                 with conn.cursor() as cur:
@@ -261,14 +272,19 @@ class MySQLSource:
                             bounds.append({c: v for c, v in zip(schema.primary_key, row)})
             finally:
                 conn.close()
-            lo = None
-            for b in bounds:
-                hi = row_item(schema, b)
-                hi.pop(TABLE_ATTR)
-                units.append({"table": t, "lo": lo, "hi": hi})
-                lo = hi
-            units.append({"table": t, "lo": lo, "hi": None})
+            units += self._ranges(schema, bounds)
         return units
+
+    @staticmethod
+    def _ranges(schema: TableSchema, bounds: list[dict]) -> list[dict]:
+        out, lo = [], None
+        for b in bounds:
+            hi = row_item(schema, b)
+            hi.pop(TABLE_ATTR)
+            out.append({"table": schema.name, "lo": lo, "hi": hi})
+            lo = hi
+        out.append({"table": schema.name, "lo": lo, "hi": None})
+        return out
 
     def read_unit(self, unit: dict, resume: Optional[Item], page_items: int) -> Iterator[tuple[list[Item], Any]]:
         """Keyset pages of one unit: yields (items, last primary key read) and (items, None) at the end."""
@@ -344,6 +360,10 @@ def _file_number(name: str) -> int:
         raise TurnoutError(f"binlog file name {name!r} has no numeric suffix") from None
 
 
+class SchemaChanged(TurnoutError):
+    """A migrated table's columns changed after preflight: the capture stops instead of dropping columns."""
+
+
 class BinlogChangeReader:
     """Reads row events of the migrated tables from a (file, position), whole transactions at a time."""
 
@@ -381,32 +401,23 @@ class BinlogChangeReader:
 
         out: list[Change] = []
         rejected: list[tuple[Any, str]] = []
-        pending: list[tuple[Change, int, int]] = []  # changes of the open transaction
+        pending: list[Change] = []  # changes of the open transaction, released at its commit
         stream = self._stream()
         at_tip = True
         try:
-            for ev in stream:
+            for ev in self._events(stream):
                 if isinstance(ev, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
                     schema = self.schemas.get(ev.table)
                     if schema is None or ev.schema != self.source.database:
                         continue
-                    end = stream.log_pos
-                    for i, row in enumerate(ev.rows):
-                        try:
-                            if isinstance(ev, WriteRowsEvent):
-                                img, old, op = self._img(schema, row["values"]), None, "put"
-                            elif isinstance(ev, UpdateRowsEvent):
-                                img, old, op = (self._img(schema, row["after_values"]),
-                                                self._img(schema, row["before_values"]), "put")
-                            else:
-                                img, old, op = None, self._img(schema, row["values"]), "delete"
-                            key = source_key(schema, img or old)
-                        except Exception as exc:  # a row this reader cannot decode: dead-lettered, never dropped
-                            rejected.append((repr(row)[:2000], f"binlog {stream.log_file}:{end} table "
-                                             f"{ev.table}: cannot decode row: {exc}"))
-                            continue
-                        pending.append((Change(key=key, op=op, image=img, version=[], created_at=float(ev.timestamp),
-                                               origin=f"{stream.log_file}:{end}#{i}", old_image=old), end, i))
+                    try:
+                        pending += self._changes(ev, schema, stream, rejected)
+                    except SchemaChanged:
+                        if not out:
+                            raise
+                        pending.clear()  # hand over what was read before the change; the next poll raises
+                        at_tip = False
+                        break
                     continue
                 commit = isinstance(ev, XidEvent) or (
                     isinstance(ev, QueryEvent) and ev.query.strip().upper() not in ("BEGIN", "XA START"))
@@ -414,10 +425,10 @@ class BinlogChangeReader:
                     continue
                 self.events += 1
                 fno, commit_end = _file_number(stream.log_file), stream.log_pos
-                for c, end, i in pending:
-                    c.version = [fno, commit_end, end, i]
-                    out.append(c)
-                pending.clear()
+                for c in pending:
+                    c.version = [fno, commit_end, *c.version]
+                out += pending
+                pending = []
                 self.file, self.pos = stream.log_file, commit_end
                 if len(out) >= self.limit:
                     at_tip = False
@@ -434,7 +445,56 @@ class BinlogChangeReader:
             stream.close()
         return Poll(changes=out, rejected=rejected, at_tip=at_tip)
 
+    def _changes(self, ev, schema: TableSchema, stream, rejected: list) -> list[Change]:
+        """One rows event as changes (versions completed with the commit position by the caller)."""
+        from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
+
+        end = stream.log_pos
+        out = []
+        for i, row in enumerate(ev.rows):
+            try:
+                if isinstance(ev, WriteRowsEvent):
+                    img, old, op = self._img(schema, row["values"]), None, "put"
+                elif isinstance(ev, UpdateRowsEvent):
+                    img, old, op = self._img(schema, row["after_values"]), self._img(schema, row["before_values"]), "put"
+                else:
+                    img, old, op = None, self._img(schema, row["values"]), "delete"
+                key = source_key(schema, img or old)
+            except SchemaChanged:
+                raise
+            except Exception as exc:  # a row this reader cannot decode: dead-lettered, never dropped
+                rejected.append((repr(row)[:2000], f"binlog {stream.log_file}:{end} table {ev.table}: cannot decode "
+                                 f"row: {exc}"))
+                continue
+            out.append(Change(key=key, op=op, image=img, version=[end, i], created_at=float(ev.timestamp),
+                              origin=f"{stream.log_file}:{end}#{i}", old_image=old))
+        return out
+
+    def _events(self, stream):
+        import pymysql
+
+        try:
+            yield from stream
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] == 1236:  # ER_MASTER_FATAL_ERROR_READING_BINLOG: purged, or gone
+                raise TurnoutError(
+                    f"the server no longer has the binlog at {self.file}:{self.pos} ({exc.args[1]}): changes after "
+                    "that point cannot be read, so the target would miss them. Keep binlogs longer "
+                    "(binlog_expire_logs_seconds) and start the migration over with a fresh staging prefix") from None
+            raise
+
     def _img(self, schema: TableSchema, values: dict) -> Item:
+        if any(str(k).startswith("UNKNOWN_COL") for k in values):
+            raise SchemaChanged(f"binlog rows of {schema.name} carry no column names: the server's "
+                                "binlog_row_metadata must be FULL (SET GLOBAL binlog_row_metadata = 'FULL')")
+        extra = sorted(set(values) - {c.name for c in schema.columns})
+        missing = [c.name for c in schema.columns if c.name not in values]
+        if extra or missing:
+            raise SchemaChanged(
+                f"table {self.source.database}.{schema.name} changed during the migration (binlog rows have columns "
+                f"{sorted(values)}; preflight recorded {[c.name for c in schema.columns]}): Turnout does not follow "
+                "ALTER TABLE mid-migration, so nothing was applied past this point; finish schema changes before "
+                "migrating, or start over with a fresh staging prefix")
         fixed = {}
         for c in schema.columns:
             if c.name not in values:
