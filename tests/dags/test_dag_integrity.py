@@ -110,3 +110,20 @@ def test_connection_becomes_adapter_config(monkeypatch, tmp_path):
     cfg = dynamodb_config("src_x", "where")
     assert (cfg.endpoint_url, cfg.region_name, cfg.aws_access_key_id, cfg.aws_secret_access_key) == (
         "http://127.0.0.1:9", "eu-west-1", "AK", "SK")
+
+
+def test_mysql_connection_becomes_adapter_config_or_a_named_error(monkeypatch, tmp_path):
+    import json
+
+    from turnout.errors import PreflightError
+    from turnout_airflow.hooks import mysql_config
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", json.dumps({
+        "conn_type": "mysql", "host": "db.internal", "port": 3307, "login": "turnout", "password": "pw",
+        "extra": {"ssl": {"ca": "/etc/ca.pem"}}}))
+    cfg = mysql_config("shop_db", "shop", "where")
+    assert (cfg.host, cfg.port, cfg.user, cfg.password, cfg.database, cfg.ssl) == (
+        "db.internal", 3307, "turnout", "pw", "shop", {"ca": "/etc/ca.pem"})
+    with pytest.raises(PreflightError, match=r"specs/s.yaml: source.conn_id: Airflow connection 'nope' is not defined"):
+        mysql_config("nope", "shop", "specs/s.yaml: source.conn_id")
