@@ -6,7 +6,7 @@ ITEMS ?= 100000
 DEMO_ARGS ?=
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)/scripts
 
-.PHONY: deps demo test test-unit stack-up stack-down bench clean
+.PHONY: deps demo test test-unit stack-up stack-down bench bench-mysql clean
 
 deps:
 	@scripts/install_deps.sh
@@ -28,6 +28,9 @@ stack-down:
 
 bench: deps
 	$(PY) bench/bench_load.py
+
+bench-mysql: deps
+	$(PY) bench/bench_mysql.py $(BENCH_ARGS)
 
 clean: stack-down
 	rm -rf .demo test-artifacts

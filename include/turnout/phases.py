@@ -556,6 +556,8 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
             time.sleep(ctx.spec.capture.poll_interval_seconds)
     ck["reader"] = reader.state()
     st.put_json("capture/checkpoint.json", ck)
+    if hasattr(reader, "close"):
+        reader.close()
     heartbeat(stopped=stopped_by == "stop requested")
     ctx.progress("capture", records=ck["records"], files=ck["next_file"], status="stopped", why=stopped_by)
     return {"records": ck["records"], "files": ck["next_file"], "stopped": stopped_by}

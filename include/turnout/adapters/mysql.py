@@ -375,6 +375,7 @@ class BinlogChangeReader:
         self.base = self.file.rsplit(".", 1)[0]
         self.schemas = source.schemas()
         self.events = st.get("events", 0)
+        self._live = None
 
     def state(self) -> dict:
         return {"file": self.file, "pos": self.pos, "events": self.events}
@@ -402,8 +403,11 @@ class BinlogChangeReader:
         out: list[Change] = []
         rejected: list[tuple[Any, str]] = []
         pending: list[Change] = []  # changes of the open transaction, released at its commit
-        stream = self._stream()
+        # a stream left open by a poll that stopped at its limit goes on where it stopped (a commit boundary);
+        # reconnecting costs two connections (and pymysql's TLS context) per poll under load
+        stream, self._live = self._live or self._stream(), None
         at_tip = True
+        keep = False
         try:
             for ev in self._events(stream):
                 if isinstance(ev, (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)):
@@ -431,7 +435,7 @@ class BinlogChangeReader:
                 pending = []
                 self.file, self.pos = stream.log_file, commit_end
                 if len(out) >= self.limit:
-                    at_tip = False
+                    at_tip, keep = False, True
                     break
             else:
                 # a transaction cannot be half in the binlog: the server writes it whole at commit
@@ -442,8 +446,16 @@ class BinlogChangeReader:
                     if [_file_number(stream.log_file), stream.log_pos] > [_file_number(self.file), self.pos]:
                         self.file, self.pos = stream.log_file, stream.log_pos
         finally:
-            stream.close()
+            if keep:
+                self._live = stream
+            else:
+                stream.close()
         return Poll(changes=out, rejected=rejected, at_tip=at_tip)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
+            self._live = None
 
     def _changes(self, ev, schema: TableSchema, stream, rejected: list) -> list[Change]:
         """One rows event as changes (versions completed with the commit position by the caller)."""

@@ -1,0 +1,780 @@
+"""The MySQL/MariaDB -> DynamoDB route against the servers' own ceilings, side by side in one run.
+
+A benchmark, not a test: it prints figures (nothing here is collected by pytest). The host is shared
+and noisy, so absolute rates move from run to run; what means something is each ratio
+Turnout / ceiling, both measured back to back in the same run on the same servers and data.
+
+It starts its own private MariaDB (row-format binlogs) and DynamoDB Local with scripts/stack.py into a
+temp dir (127.0.0.1 only, by PID) and stops them at the end, whatever happens.
+
+1. Export: phases.export_segment over every export unit, units one after another in this process,
+   and again with 4 threads running units concurrently (a second migration name, so a fresh
+   staging), against the ceiling: a raw pymysql keyset SELECT loop over the same units (same
+   primary-key bounds, same select list, same page size), rows only counted: no neutral items, no
+   transform, no staging. Sequential vs sequential and 4 threads vs 4 threads. The buffer pool is
+   warmed by one untimed raw pass first.
+2. Load: phases.plan_load + load_chunk over every load unit (rate_limits.parallel_tasks units at
+   a time, as Airflow would run them), items/s, against the raw BatchWriteItem ceiling of part 3.
+   DynamoDB Local is warmed first (a throwaway table; its JIT otherwise taxes whoever writes first).
+3. Capture: a backlog of N row changes written after the load (UPDATEs of every orders row in a
+   few hundred transactions, customer updates, key-changing order updates, deletes of order lines,
+   new orders with lines), N counted from the statements' affected rows. phases.run_capture runs in
+   a thread from the recorded position and is timed until capture/checkpoint.json says it holds N
+   records; then request_stop. The ceiling: a raw pymysqlreplication.BinLogStreamReader
+   (blocking=False, the same start position, only Write/Update/DeleteRowsEvent of that schema and
+   those tables) that iterates the events and their decoded rows and nothing else.
+4. Apply: after the capture's heartbeat shows it stopped (stop already requested, as the engine's
+   cutover does), phases.run_apply drains the change log into the loaded DynamoDB Local table and
+   returns by itself; changes/s. Then phases.wait_stopped must agree. The ceiling: 8 threads of
+   25-item BatchWriteItem (UnprocessedItems retried) writing N already-transformed items (the change
+   log's put images, one per target key, topped up with exported items) into a fresh table with the
+   same key schema and GSI; measured once before and once after the apply.
+
+Every figure is for complete work: row, change and item counts are checked (and a mismatch is
+printed loudly, the run exits 1).
+
+    PYTHONPATH=include:plugins:scripts .venv/bin/python bench/bench_mysql.py [--quick] [--customers N]
+        [--profile export|capture|apply] [--keep]
+
+--quick: 2,000 customers (about 20k rows); default 10,000 (about 100k rows). --profile runs that
+Turnout phase under cProfile (its figures are then inflated) and prints where its time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import logging
+import math
+import os
+import pstats
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for _p in ("include", "plugins", "scripts"):
+    if str(ROOT / _p) not in sys.path:
+        sys.path.insert(0, str(ROOT / _p))
+
+import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
+
+import stack  # noqa: E402
+import workload_mysql as wm  # noqa: E402
+from turnout import changelog, phases  # noqa: E402
+from turnout.adapters.dynamodb import DynamoDBConfig  # noqa: E402
+from turnout.adapters.mysql import MySQLConfig  # noqa: E402
+from turnout.runtime import make_context  # noqa: E402
+from turnout.spec import load_spec  # noqa: E402
+
+SPEC_FILE = ROOT / "dags" / "specs" / "demo_shop_to_dynamodb.yaml"
+RAW_SERVER_ID = 4999  # the raw binlog reader's replica id (Turnout's is the spec's, 4271)
+log = logging.getLogger("turnout.bench")
+T_START = time.monotonic()
+PROBLEMS: list[str] = []
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.monotonic() - T_START:7.1f}s] {msg}", flush=True)
+
+
+def check(ok: bool, what: str) -> None:
+    """Counts must match for a figure to be for complete work: a mismatch is printed loudly and fails the run."""
+    if ok:
+        say(f"  check OK: {what}")
+    else:
+        PROBLEMS.append(what)
+        say(f"  !!!!!!!! CHECK FAILED: {what} !!!!!!!!")
+
+
+# ------------------------------------------------------------------------------------ CPU meters
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class Meter:
+    """Wall time, and CPU used meanwhile by MariaDB, DynamoDB Local and this process."""
+
+    def __init__(self, pids: dict):
+        self.pids = pids
+
+    def __enter__(self):
+        self.s0 = {k: proc_cpu(p) for k, p in self.pids.items()}
+        self.c0, self.t0 = time.process_time(), time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.monotonic() - self.t0
+        self.cpu = {k: proc_cpu(p) - self.s0[k] for k, p in self.pids.items()}
+        self.cpu["bench"] = time.process_time() - self.c0
+        return False
+
+    def cores(self, who: str) -> str:
+        v = self.cpu.get(who)
+        return "?" if v is None or math.isnan(v) or self.wall <= 0 else f"{v / self.wall:.2f}"
+
+
+class Result:
+    def __init__(self, label: str, n: int, m: Meter, unit: str, server: str, extra: str = ""):
+        self.label, self.n, self.seconds, self.unit, self.extra = label, n, m.wall, unit, extra
+        self.rate = n / m.wall if m.wall > 0 else float("nan")
+        self.server_cores, self.client_cores = m.cores(server), m.cores("bench")
+        self.server = server
+
+
+def ratio(a: Result, b: Result) -> float:
+    return a.rate / b.rate if b.rate else float("nan")
+
+
+# ------------------------------------------------------------------------------------ DynamoDB helpers
+
+
+def low_client(endpoint: str, pool: int = 32):
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="l",
+                        aws_secret_access_key="l",
+                        config=Config(max_pool_connections=pool, retries={"max_attempts": 10, "mode": "standard"}))
+
+
+def clone_table(endpoint: str, like: str, name: str) -> None:
+    """A fresh, empty table with the key schema and GSIs of ``like`` (Turnout's target)."""
+    c = low_client(endpoint)
+    drop_table(endpoint, name)
+    d = c.describe_table(TableName=like)["Table"]
+    kw = {"TableName": name, "KeySchema": d["KeySchema"], "AttributeDefinitions": d["AttributeDefinitions"],
+          "BillingMode": "PAY_PER_REQUEST"}
+    gsis = [{"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
+            for g in d.get("GlobalSecondaryIndexes", [])]
+    if gsis:
+        kw["GlobalSecondaryIndexes"] = gsis
+    c.create_table(**kw)
+    for _ in range(240):
+        if c.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE":
+            return
+        time.sleep(0.25)
+
+
+def drop_table(endpoint: str, name: str) -> None:
+    c = low_client(endpoint)
+    try:
+        c.delete_table(TableName=name)
+    except c.exceptions.ResourceNotFoundException:
+        return
+    for _ in range(240):
+        try:
+            c.describe_table(TableName=name)
+        except c.exceptions.ResourceNotFoundException:
+            return
+        time.sleep(0.25)
+
+
+def count_items(endpoint: str, table: str) -> int:
+    c, n, start = low_client(endpoint), 0, None
+    while True:
+        kw = {"TableName": table, "Select": "COUNT"}
+        if start:
+            kw["ExclusiveStartKey"] = start
+        resp = c.scan(**kw)
+        n += resp["Count"]
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return n
+
+
+def raw_batch_write(endpoint: str, table: str, items: list, threads: int = 8) -> int:
+    """The write ceiling: ThreadPoolExecutor(threads), 25-item BatchWriteItem, UnprocessedItems retried,
+    one shared low-level client; items already transformed, in memory."""
+    c = low_client(endpoint, 32)
+
+    def write(lo: int) -> int:
+        reqs = [{"PutRequest": {"Item": it}} for it in items[lo: lo + 25]]
+        n, delay = len(reqs), 0.02
+        while reqs:
+            resp = c.batch_write_item(RequestItems={table: reqs})
+            reqs = resp.get("UnprocessedItems", {}).get(table, [])
+            if reqs:
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        return n
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(write, range(0, len(items), 25)))
+
+
+# ------------------------------------------------------------------------------------ MySQL helpers
+
+
+def q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def table_layout(ep: dict, db: str, tables) -> dict:
+    """Per table: the select list (FLOAT as `+ 0e0`, as the export reads it), primary key columns and their
+    positions in the select list. Read from information_schema here, not from the engine."""
+    c = wm.connect(ep, db)
+    out = {}
+    with c.cursor() as cur:
+        for t in tables:
+            cur.execute("SELECT COLUMN_NAME, LOWER(DATA_TYPE) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s "
+                        "AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION", (db, t))
+            cols = cur.fetchall()
+            cur.execute("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA=%s AND "
+                        "TABLE_NAME=%s AND CONSTRAINT_NAME='PRIMARY' ORDER BY ORDINAL_POSITION", (db, t))
+            pk = [r[0] for r in cur.fetchall()]
+            names = [n for n, _ in cols]
+            out[t] = {"select": ", ".join(f"({q(n)} + 0e0)" if ty == "float" else q(n) for n, ty in cols),
+                      "pk": pk, "pk_pos": [names.index(k) for k in pk]}
+    c.close()
+    return out
+
+
+def keyset_after(pk: list[str]) -> str:
+    """(pk) > (values), expanded into ORs so the optimizer uses the primary key range."""
+    ors = []
+    for i in range(len(pk)):
+        ors.append("(" + " AND ".join([f"{q(pk[j])} = %s" for j in range(i)] + [f"{q(pk[i])} > %s"]) + ")")
+    return "(" + " OR ".join(ors) + ")"
+
+
+def keyset_args(values: list) -> list:
+    out = []
+    for i in range(len(values)):
+        out += values[:i] + [values[i]]
+    return out
+
+
+def plain(av: dict):
+    """A primary-key value from the export plan's unit bounds (neutral wire format) as a Python value."""
+    (tag, v), = av.items()
+    if tag == "N":
+        return int(v) if v.lstrip("-").isdigit() else v
+    return v
+
+
+def raw_export(cfg: MySQLConfig, layout: dict, units: list[dict], page: int, threads: int) -> tuple[int, int]:
+    """The export ceiling: keyset pages over the same units with pymysql, rows counted and dropped.
+    Returns (rows, queries)."""
+    local, conns = threading.local(), []
+
+    def one(unit: dict) -> tuple[int, int]:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = cfg.connect()
+            conns.append(conn)
+        lay = layout[unit["table"]]
+        pk = lay["pk"]
+        hi = [plain(unit["hi"][k]) for k in pk] if unit.get("hi") else None
+        start = [plain(unit["lo"][k]) for k in pk] if unit.get("lo") else None
+        rows = queries = 0
+        with conn.cursor() as cur:
+            while True:
+                where, args = [], []
+                if start is not None:
+                    where.append(keyset_after(pk))
+                    args += keyset_args(start)
+                if hi is not None:
+                    where.append("NOT " + keyset_after(pk))
+                    args += keyset_args(hi)
+                cur.execute(f"SELECT {lay['select']} FROM {q(unit['table'])}"
+                            + (" WHERE " + " AND ".join(where) if where else "")
+                            + f" ORDER BY {', '.join(q(k) for k in pk)} LIMIT {int(page)}", args)
+                got = cur.fetchall()
+                queries += 1
+                rows += len(got)
+                if len(got) < page:
+                    return rows, queries
+                start = [got[-1][i] for i in lay["pk_pos"]]
+
+    if threads == 1:
+        res = [one(u) for u in units]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            res = list(pool.map(one, units))
+    for c in conns:
+        c.close()
+    return sum(r for r, _ in res), sum(n for _, n in res)
+
+
+def write_backlog(ep: dict, db: str, customers: int, orders: int, txns: int, seed: int = 23) -> dict:
+    """Row changes after the load, in the binlog; returns per-kind affected rows (their sum is N)."""
+    rng = random.Random(seed)
+    c = wm.connect(ep, db)
+    n = {"order_updates": 0, "customer_updates": 0, "order_key_changes": 0, "line_deletes": 0, "inserts": 0,
+         "transactions": 0}
+    step = max(1, math.ceil(orders / txns))
+    with c.cursor() as cur:
+        # every orders row, in transactions of `step` rows (each row really changes, so each is logged)
+        for lo in range(1, orders + 1, step):
+            cur.execute("BEGIN")
+            n["order_updates"] += cur.execute(
+                "UPDATE orders SET total = total + 1, score = %s, status = IF(status = 'DONE', 'PAID', 'DONE') "
+                "WHERE order_id BETWEEN %s AND %s", (rng.uniform(-5, 5), lo, lo + step - 1))
+            cur.execute("COMMIT")
+            n["transactions"] += 1
+        # customers: every 10th, 20 transactions
+        for k in range(20):
+            cur.execute("BEGIN")
+            n["customer_updates"] += cur.execute(
+                "UPDATE customers SET balance = balance + 1, email = CONCAT('b', email) "
+                "WHERE customer_id %% 10 = 0 AND customer_id %% 200 = %s", (k * 10,))
+            cur.execute("COMMIT")
+            n["transactions"] += 1
+        # key-changing updates: every 50th order moves a day (delete-old + put-new at the target)
+        for k in range(10):
+            n["order_key_changes"] += cur.execute(
+                "UPDATE orders SET order_date = order_date + INTERVAL 1 DAY WHERE order_id %% 50 = 0 AND "
+                "order_id %% 500 = %s", (k * 50,))
+            n["transactions"] += 1
+        # deletes: line 2 of every 20th order
+        for k in range(10):
+            cur.execute("BEGIN")
+            n["line_deletes"] += cur.execute(
+                "DELETE FROM order_lines WHERE line_no = 2 AND order_id %% 20 = 0 AND order_id %% 200 = %s", (k * 20,))
+            cur.execute("COMMIT")
+            n["transactions"] += 1
+        # inserts: new orders (5% more), 2 lines each, 50 orders per transaction
+        new = max(1, orders // 20)
+        for lo in range(orders + 1, orders + new + 1, 50):
+            ids = range(lo, min(lo + 50, orders + new + 1))
+            cur.execute("BEGIN")
+            n["inserts"] += cur.executemany(wm.O_SQL.replace("REPLACE", "INSERT"),
+                                            [wm._order(rng, i, customers) for i in ids])
+            n["inserts"] += cur.executemany(wm.L_SQL.replace("REPLACE", "INSERT"),
+                                            [wm._line(rng, i, k) for i in ids for k in (1, 2)])
+            cur.execute("COMMIT")
+            n["transactions"] += 1
+    c.close()
+    n["total"] = sum(v for k, v in n.items() if k != "transactions")
+    return n
+
+
+def raw_binlog(ep: dict, pos: dict, db: str, tables: list[str]) -> tuple[int, int]:
+    """The capture ceiling: one non-blocking BinLogStreamReader from the recorded position, row events of
+    the schema's tables only, every row decoded and counted. Returns (rows, row events)."""
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+    stream = BinLogStreamReader(
+        connection_settings={"host": ep["host"], "port": int(ep["port"]), "user": ep["user"],
+                             "passwd": ep["password"]},
+        server_id=RAW_SERVER_ID, resume_stream=True, log_file=pos["file"], log_pos=pos["pos"], blocking=False,
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent], only_schemas=[db], only_tables=tables,
+        enable_logging=False)
+    rows = events = 0
+    try:
+        for ev in stream:
+            if ev.schema != db:
+                continue
+            events += 1
+            for _row in ev.rows:
+                rows += 1
+    finally:
+        stream.close()
+    return rows, events
+
+
+# ------------------------------------------------------------------------------------ engine
+
+
+def make_ctx(base_spec, name: str, ep: dict, ddb: str):
+    spec = base_spec.with_overrides({"name": name})
+    src = MySQLConfig(host=ep["host"], port=ep["port"], user=ep["user"], password=ep["password"],
+                      database=spec.source.database)
+    tgt = DynamoDBConfig(endpoint_url=ddb, aws_access_key_id="l", aws_secret_access_key="l")
+    ctx = make_context(spec, src, tgt, log=logging.getLogger("turnout.bench.engine"))
+    return ctx
+
+
+def turnout_export(ctx, threads: int) -> dict:
+    units = phases.plan_export(ctx)
+    if threads == 1:
+        res = [phases.export_segment(ctx, u) for u in units]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            res = list(pool.map(lambda u: phases.export_segment(ctx, u), units))
+    return {"rows": sum(r["items"] for r in res), "units": len(units), "chunks": sum(r["chunks"] for r in res)}
+
+
+def run_bg(fn, *a, **kw):
+    box: dict = {}
+
+    def go():
+        try:
+            box["result"] = fn(*a, **kw)
+        except BaseException as exc:  # reported by the caller
+            box["error"] = repr(exc)
+            log.exception("background %s failed", getattr(fn, "__name__", fn))
+
+    t = threading.Thread(target=go, daemon=True, name=getattr(fn, "__name__", "bg"))
+    t.start()
+    return t, box
+
+
+class Profiler:
+    """cProfile around one Turnout phase when --profile names it (in the calling thread only, unless the
+    phase runs in a thread started through .wrap)."""
+
+    def __init__(self, wanted: str | None):
+        self.wanted, self.reports = wanted, []
+
+    def wrap(self, phase: str, fn):
+        if self.wanted != phase:
+            return fn
+
+        def run(*a, **kw):
+            prof = cProfile.Profile()
+            prof.enable()
+            try:
+                return fn(*a, **kw)
+            finally:
+                prof.disable()
+                s = io.StringIO()
+                st = pstats.Stats(prof, stream=s)
+                st.sort_stats("tottime").print_stats(22)
+                st.sort_stats("cumulative").print_stats(28)
+                self.reports.append((phase, s.getvalue()))
+
+        return run
+
+
+# ------------------------------------------------------------------------------------ the run
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2,000 customers (about 20k rows) instead of 10,000")
+    ap.add_argument("--customers", type=int, help="customers to seed (about 10 rows each)")
+    ap.add_argument("--chunk-items", type=int, help="spec export.chunk_items (default: the spec's)")
+    ap.add_argument("--rows-per-unit", type=int, help="spec source.rows_per_unit (default: rows / 16, >= 1000, "
+                                                      "so 4 threads have units to share)")
+    ap.add_argument("--threads", type=int, default=4, help="threads for the concurrent export variant (default 4)")
+    ap.add_argument("--txns", type=int, default=250, help="transactions the orders UPDATE is split into (default 250)")
+    ap.add_argument("--profile", choices=["export", "capture", "apply"],
+                    help="run that Turnout phase under cProfile and print where its time goes (inflates its figure)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (staging, engine log)")
+    a = ap.parse_args(argv)
+    customers = a.customers or (2_000 if a.quick else 10_000)
+
+    work = Path(tempfile.mkdtemp(prefix="turnout-bench-mysql-"))
+    logfile = work / "engine.log"
+    logging.basicConfig(level=logging.INFO, filename=str(logfile), filemode="w",
+                        format="%(asctime)s %(levelname)s %(threadName)s %(name)s %(message)s")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.ERROR)
+    logging.getLogger().addHandler(console)
+    for noisy in ("great_expectations", "botocore", "boto3", "urllib3", "pymysqlreplication", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ["TURNOUT_STAGING"] = str(work / "staging")
+    prof = Profiler(a.profile)
+    load0 = [round(x, 2) for x in os.getloadavg()]
+    say(f"work dir {work}; engine log {logfile}; load average {load0}")
+    state = work / "stack"
+    out: dict = {}
+    rc = 0
+    try:
+        ep = stack.start_mariadb(state)
+        ddb = stack.start_dynamodb("ddb-target", state)
+        ddb_ep = ddb["endpoint"]
+        pids = {"mariadb": ep["pid"], "ddb": ddb["pid"]}
+        say(f"MariaDB {ep['endpoint']} (pid {ep['pid']}), DynamoDB Local {ddb_ep} (pid {ddb['pid']})")
+        run(a, customers, ep, ddb_ep, pids, work, prof, out)
+    except BaseException as exc:
+        out["error"] = repr(exc)
+        log.exception("bench failed")
+        print(f"bench failed: {exc!r} (engine log {logfile})", file=sys.stderr)
+        rc = 1
+    finally:
+        stopped = stack.down(state)
+        say(f"stack down: {' '.join(stopped) or 'nothing to stop'}")
+    out["wall"] = time.monotonic() - T_START
+    print_report(a, customers, out, load0)
+    for phase, text in prof.reports:
+        print(f"\n--- cProfile of Turnout {phase} (this run's {phase} figure is inflated by the profiler) ---")
+        print(text)
+    if PROBLEMS:
+        print("COUNT CHECKS FAILED (figures are NOT for complete work):")
+        for p in PROBLEMS:
+            print(f"  - {p}")
+        rc = 1
+    if a.keep or rc:
+        say(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return rc
+
+
+def run(a, customers: int, ep: dict, ddb_ep: str, pids: dict, work: Path, prof: Profiler, out: dict) -> None:
+    db, target = "bench_shop", "bench_shop"
+    say(f"seeding {customers} customers into {db} (about {customers * 10:,} rows)")
+    wm.create_database(ep, db)
+    t0 = time.monotonic()
+    seeded = wm.seed(ep, db, customers)
+    c = wm.connect(ep, db)
+    with c.cursor() as cur:
+        for t in wm.TABLES:
+            cur.execute(f"ANALYZE TABLE {q(t)}")  # row estimates for plan_units
+            cur.fetchall()
+    c.close()
+    counts = wm.row_count(ep, db)
+    rows = sum(counts.values())
+    say(f"  seeded {seeded} rows in {time.monotonic() - t0:.1f} s: {counts}")
+    check(rows == seeded, f"MySQL holds {rows} rows, the seeder wrote {seeded}")
+
+    base = load_spec(SPEC_FILE)
+    over = {"source.database": db, "target.table": target,
+            "source.rows_per_unit": a.rows_per_unit or max(1000, rows // 16)}
+    if a.chunk_items:
+        over["export.chunk_items"] = a.chunk_items
+    base = base.with_overrides(over)
+    sp = base
+    say(f"spec {SPEC_FILE.name}: rows_per_unit {sp.source.rows_per_unit}, export.chunk_items "
+        f"{sp.export.chunk_items}, load.max_tasks {sp.load.max_tasks} x load.concurrency {sp.load.concurrency}, "
+        f"rate_limits.parallel_tasks {sp.rate_limits.parallel_tasks}, capture.max_records_per_file "
+        f"{sp.capture.max_records_per_file}, apply.lanes {sp.apply.lanes}")
+
+    # ------------------------------------------------------------------ export
+    ctx = make_ctx(base, "bench_mysql", ep, ddb_ep)
+    pre = phases.preflight(ctx)
+    cdc = phases.start_cdc(ctx)
+    _ = ctx.sink.client, ctx.transform  # build lazily created clients before any clock starts
+    plan = ctx.staging.get_json("state/export_plan.json")
+    units = plan["units"]
+    page = max(1, min(1000, sp.export.chunk_items))  # export_segment's page (no read rate limit)
+    say(f"preflight {pre['status']}; start_cdc at {ctx.staging.get_json('state/positions.json')['file']}:"
+        f"{ctx.staging.get_json('state/positions.json')['pos']}; {cdc['segments']} export units, page {page} rows")
+    layout = table_layout(ep, db, list(sp.mapping.tables))
+    src_cfg = ctx.source_config
+    raw_export(src_cfg, layout, units, page, 1)  # untimed: the buffer pool and both code paths warm
+    res: dict[str, Result] = {}
+
+    say("export: Turnout, units one after another")
+    with Meter(pids) as m:
+        e1 = prof.wrap("export", turnout_export)(ctx, 1)
+    res["exp_t1"] = Result("Turnout export_segment, units in sequence", e1["rows"], m, "rows", "mariadb",
+                           f"{e1['units']} units, {e1['chunks']} chunks")
+    check(e1["rows"] == rows, f"Turnout export (sequential) wrote {e1['rows']} rows to staging, MySQL holds {rows}")
+    say("export: raw keyset SELECT, units one after another")
+    with Meter(pids) as m:
+        r1, q1 = raw_export(src_cfg, layout, units, page, 1)
+    res["exp_r1"] = Result("raw pymysql keyset SELECT, in sequence", r1, m, "rows", "mariadb", f"{q1} queries")
+    check(r1 == rows, f"raw keyset SELECT (sequential) read {r1} rows, MySQL holds {rows}")
+
+    ctx_par = make_ctx(base, "bench_mysql_par", ep, ddb_ep)
+    phases.preflight(ctx_par)
+    phases.start_cdc(ctx_par)
+    _ = ctx_par.transform
+    units_par = ctx_par.staging.get_json("state/export_plan.json")["units"]
+    check(units_par == units, f"the {a.threads}-thread export has the same {len(units)} units")
+    say(f"export: Turnout, {a.threads} threads")
+    with Meter(pids) as m:
+        eN = turnout_export(ctx_par, a.threads)
+    res["exp_tN"] = Result(f"Turnout export_segment, {a.threads} threads", eN["rows"], m, "rows", "mariadb",
+                           f"{eN['units']} units, {eN['chunks']} chunks")
+    check(eN["rows"] == rows, f"Turnout export ({a.threads} threads) wrote {eN['rows']} rows, MySQL holds {rows}")
+    say(f"export: raw keyset SELECT, {a.threads} threads")
+    with Meter(pids) as m:
+        rN, qN = raw_export(src_cfg, layout, units, page, a.threads)
+    res["exp_rN"] = Result(f"raw pymysql keyset SELECT, {a.threads} threads", rN, m, "rows", "mariadb",
+                           f"{qN} queries")
+    check(rN == rows, f"raw keyset SELECT ({a.threads} threads) read {rN} rows, MySQL holds {rows}")
+    shutil.rmtree(Path(os.environ["TURNOUT_STAGING"]) / "bench_mysql_par", ignore_errors=True)
+
+    # transformed items, for the warm-up and to top up the write ceiling (decoded before any clock)
+    tr, codec = ctx.transform, ctx.source_codec
+    exported_items = [tr.item(codec.from_json(d)) for u in range(len(units))
+                      for ch in ctx.staging.get_json(f"export/seg-{u:05d}/checkpoint.json")["chunks"]
+                      for d in ctx.staging.iter_jsonl_gz(ch["key"])]
+
+    # ------------------------------------------------------------------ load
+    warm = exported_items[:20_000]
+    say(f"warming DynamoDB Local: {len(warm)} items into a throwaway table (its JIT taxes whoever writes first)")
+    clone_table(ddb_ep, target, "bench_warmup")
+    raw_batch_write(ddb_ep, "bench_warmup", warm)
+    drop_table(ddb_ep, "bench_warmup")
+    par = sp.rate_limits.parallel_tasks
+    say(f"load: Turnout plan_load + load_chunk, {par} units at a time")
+    with Meter(pids) as m:
+        lunits = phases.plan_load(ctx)
+        with ThreadPoolExecutor(par) as pool:
+            lres = list(pool.map(lambda u: phases.load_chunk(ctx, u), lunits))
+    written = sum(r["written"] for r in lres)
+    res["load_t"] = Result(f"Turnout load_chunk ({par} units x {sp.load.concurrency} writers)", written, m,
+                           "items", "ddb", f"{len(lunits)} units, {sum(r['chunks'] for r in lres)} chunks")
+    check(written == rows and not sum(r["rejected"] for r in lres), f"Turnout load wrote {written} items, "
+          f"{sum(r['rejected'] for r in lres)} rejected; {rows} rows exported")
+    have = count_items(ddb_ep, target)
+    check(have == rows, f"target table holds {have} items after the load, MySQL {rows} rows")
+
+    # ------------------------------------------------------------------ capture
+    orders = counts["orders"]
+    say(f"writing the change backlog (UPDATE of all {orders} orders rows in about {a.txns} transactions, plus "
+        "customer updates, key-changing order updates, line deletes, new orders with lines)")
+    bl = write_backlog(ep, db, customers, orders, a.txns)
+    N = bl["total"]
+    after = wm.row_count(ep, db)
+    rows_after = sum(after.values())
+    out["backlog"] = bl
+    say(f"  backlog: {N} row changes in {bl['transactions']} transactions {bl}; MySQL now {rows_after} rows")
+    pos = ctx.staging.get_json("state/positions.json")
+
+    say("capture: raw BinLogStreamReader (ceiling)")
+    with Meter(pids) as m:
+        raw_rows, raw_events = raw_binlog(ep, pos, db, list(sp.mapping.tables))
+    res["cap_r"] = Result("raw BinLogStreamReader, row events only", raw_rows, m, "changes", "mariadb",
+                          f"{raw_events} row events")
+    check(raw_rows == N, f"raw binlog reader saw {raw_rows} rows, the backlog has {N}")
+
+    say("capture: Turnout run_capture (thread), until capture/checkpoint.json holds N records")
+
+    def records() -> int:
+        return (ctx.staging.get_json("capture/checkpoint.json") or {}).get("records", 0)
+
+    cap_box: dict = {}
+    timeout = max(120.0, N / 200)
+    with Meter(pids) as m:
+        cap_t, cap_box = run_bg(prof.wrap("capture", phases.run_capture), ctx, max_seconds=timeout)
+        while records() < N and cap_t.is_alive():
+            time.sleep(0.02)
+    got = records()
+    phases.request_stop(ctx, "bench")
+    cap_t.join(60)
+    hb = ctx.staging.get_json("capture/heartbeat.json") or {}
+    ck = ctx.staging.get_json("capture/checkpoint.json") or {}
+    res["cap_t"] = Result("Turnout run_capture", got, m, "changes", "mariadb",
+                          f"{ck.get('next_file')} change-log files")
+    check("error" not in cap_box and not cap_t.is_alive(), f"run_capture ended cleanly: {cap_box}")
+    check(got == N and ck.get("records") == N, f"run_capture captured {got} (final {ck.get('records')}) of {N}")
+    check(bool(hb.get("stopped")), f"capture heartbeat shows stopped ({hb.get('stopped')})")
+
+    # ------------------------------------------------------------------ apply
+    tcodec = ctx.target_codec
+    puts: dict[str, dict] = {}
+    for _n, ch in changelog.iter_changes(ctx.staging, codec=ctx.source_codec):
+        for tc in tr.change(ch):
+            if tc.op == "put":
+                puts[tcodec.key_text(tc.key)] = tc.image
+    from_log = len(puts)
+    for it in exported_items:
+        if len(puts) >= N:
+            break
+        k = tcodec.key_text({a_: it[a_] for a_ in ("PK", "SK")})
+        puts.setdefault(k, it)
+    items = list(puts.values())[:N]
+    del exported_items
+    check(len(items) == N, f"write ceiling has {len(items)} distinct items for N = {N} "
+          f"({min(from_log, N)} put images from the change log, the rest exported items)")
+
+    def ceiling(tag: str) -> Result:
+        clone_table(ddb_ep, target, "bench_ceiling")
+        with Meter(pids) as m:
+            n = raw_batch_write(ddb_ep, "bench_ceiling", items, threads=8)
+        r = Result(f"raw BatchWriteItem 8 thr x 25 ({tag})", n, m, "items", "ddb", "fresh table")
+        held = count_items(ddb_ep, "bench_ceiling")
+        check(n == N and held == N, f"write ceiling ({tag}) wrote {n} items, table holds {held}, N = {N}")
+        drop_table(ddb_ep, "bench_ceiling")
+        return r
+
+    say("apply: raw BatchWriteItem ceiling (before the apply)")
+    res["bwi_1"] = ceiling("before apply")
+    say("apply: Turnout run_apply (stop already requested and the capture stopped: it drains and returns)")
+    with Meter(pids) as m:
+        app = prof.wrap("apply", phases.run_apply)(ctx, max_seconds=max(120.0, N / 100))
+    res["app_t"] = Result(f"Turnout run_apply ({sp.apply.lanes} lanes)", app["consumed"], m, "changes", "ddb",
+                          f"{app['puts']} puts, {app['deletes']} deletes, {app['coalesced']} coalesced, "
+                          f"{app['stale']} stale")
+    check(app["stopped"] == "stop requested", f"run_apply returned because the stop was requested ({app['stopped']})")
+    check(app["consumed"] == N and app["rejected"] == 0, f"run_apply consumed {app['consumed']} of {N} changes, "
+          f"{app['rejected']} rejected")
+    stopped = phases.wait_stopped(ctx, timeout=10)
+    check(stopped["applied_files"] >= stopped["capture_files"], f"wait_stopped: {stopped}")
+    have = count_items(ddb_ep, target)
+    check(have == rows_after, f"target table holds {have} items after the apply, MySQL {rows_after} rows")
+    say("apply: raw BatchWriteItem ceiling (after the apply)")
+    res["bwi_2"] = ceiling("after apply")
+    out["res"] = res
+    out["rows"], out["N"], out["units"] = rows, N, len(units)
+    out["pids"] = pids
+
+
+def fmt_row(r: Result) -> str:
+    return (f"  {r.label:<52}{r.n:>8,} {r.unit:<8}{r.seconds:>7.2f} s{r.rate:>10,.0f}/s   "
+            f"{r.server_cores:>5} / {r.client_cores:<5}  {r.extra}")
+
+
+def client_bound_note(res: dict, keys) -> None:
+    """Say so when the 'server ceiling' is really the Python client's decoding (server mostly idle)."""
+    busy = [(res[k].server_cores, res[k].client_cores) for k in keys]
+    try:
+        if all(float(s) < 0.5 and float(c) > 0.8 for s, c in busy):
+            print(f"     note: during the raw run(s) MariaDB was busy {', '.join(s for s, _ in busy)} cores and this "
+                  f"process {', '.join(c for _, c in busy)}: that ceiling is the Python client's decoding "
+                  "(one GIL), not the server")
+    except ValueError:
+        pass
+
+
+def print_report(a, customers: int, out: dict, load0) -> None:
+    print("\n" + "=" * 118)
+    print(f"Turnout MySQL/MariaDB -> DynamoDB bench ({'quick' if a.quick else 'default'}; {customers:,} customers; "
+          f"{os.cpu_count()} CPUs; MariaDB + DynamoDB Local on this host)")
+    print("=" * 118)
+    res = out.get("res") or {}
+    if not res:
+        print(f"no figures: {out.get('error')}")
+        return
+    print(f"{out['rows']:,} rows in {out['units']} export units; change backlog N = {out['N']:,} row changes "
+          f"in {out['backlog']['transactions']} transactions")
+    print(f"  {'':<52}{'count':>8} {'':<8}{'time':>9}{'rate':>12}   server/client cores busy")
+
+    def ratio_line(label, x, y):
+        print(f"  {'=> ratio ' + label:<52}{ratio(res[x], res[y]):>8.2f}x")
+
+    print("export (server = MariaDB)")
+    for k in ("exp_t1", "exp_r1"):
+        print(fmt_row(res[k]))
+    ratio_line("Turnout / raw, in sequence", "exp_t1", "exp_r1")
+    for k in ("exp_tN", "exp_rN"):
+        print(fmt_row(res[k]))
+    ratio_line(f"Turnout / raw, {a.threads} threads", "exp_tN", "exp_rN")
+    ratio_line(f"Turnout {a.threads} threads / raw in sequence", "exp_tN", "exp_r1")
+    client_bound_note(res, ("exp_r1", "exp_rN"))
+    print("capture (server = MariaDB)")
+    for k in ("cap_t", "cap_r"):
+        print(fmt_row(res[k]))
+    ratio_line("Turnout / raw binlog reader", "cap_t", "cap_r")
+    client_bound_note(res, ("cap_r",))
+    print("apply (server = DynamoDB Local)")
+    for k in ("app_t", "bwi_1", "bwi_2"):
+        print(fmt_row(res[k]))
+    mean_bwi = (res["bwi_1"].rate + res["bwi_2"].rate) / 2
+    print(f"  {'=> ratio Turnout apply / raw BatchWriteItem':<52}{res['app_t'].rate / mean_bwi:>8.2f}x"
+          f"   (vs the mean of the two ceilings, {mean_bwi:,.0f}/s; each alone "
+          f"{ratio(res['app_t'], res['bwi_1']):.2f}x / {ratio(res['app_t'], res['bwi_2']):.2f}x)")
+    print("load (server = DynamoDB Local)")
+    print(fmt_row(res["load_t"]))
+    print(f"  {'=> ratio Turnout load / raw BatchWriteItem':<52}{res['load_t'].rate / mean_bwi:>8.2f}x"
+          f"   (vs the same ceiling, mean of the two)")
+    print(f"wall {out['wall']:.0f} s; load average at start {load0}, at end "
+          f"{[round(x, 2) for x in os.getloadavg()]}: the host is shared and noisy, so only the ratios "
+          "(measured side by side in this run) mean much")
+    if PROBLEMS:
+        print(f"!!! {len(PROBLEMS)} COUNT CHECK(S) FAILED: see below")
+    else:
+        print("all count checks passed: every figure is for complete work")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
