@@ -1,5 +1,5 @@
 """The embedded local stack: DynamoDB Local as source and as target, moto's S3 for staging, the Cosmos DB
-for NoSQL API server and a MariaDB with row-format binlogs.
+for NoSQL API server, a MariaDB with row-format binlogs, and two MongoDB-wire servers (nx-27017).
 
 Every server binds 127.0.0.1 only, is started from the project's own files, recorded by PID in the
 state directory, and stopped by PID.
@@ -136,6 +136,27 @@ def start_mariadb(state: Path, port: int | None = None, name: str = "mariadb") -
             "password": MARIADB_PASSWORD, "socket": str(sock)}
 
 
+def start_mongo(name: str, state: Path, port: int | None = None) -> dict:
+    """A MongoDB-wire server (PyPI nx-27017, on SQLite) with its data in the state directory."""
+    exe = VENV_BIN / "nx-27017"
+    if not exe.exists():
+        raise RuntimeError(f"{exe} not found: run `make deps` (installs nx-27017 from requirements.txt)")
+    port = port or free_port()
+    data = (state / name).absolute()
+    data.mkdir(parents=True, exist_ok=True)
+    proc = _spawn(name, [str(exe), "--data-dir", str(data), "--host", "127.0.0.1", "-p", str(port),
+                         "--pid-file", str(data / "nx.pid"), "--log-file", str(data / "nx.log")], state)
+    wait_port(port, 30, proc, f"MongoDB-wire server ({name})")
+    return {"name": name, "endpoint": f"mongodb://127.0.0.1:{port}", "port": port, "pid": proc.pid,
+            "uri": f"mongodb://127.0.0.1:{port}/?directConnection=true"}
+
+
+def mongo_conn_uri(ep: dict) -> str:
+    """An Airflow mongo connection (JSON form) for a local MongoDB-wire server."""
+    return json.dumps({"conn_type": "mongo", "host": "127.0.0.1", "port": ep["port"],
+                       "extra": {"directConnection": True}})
+
+
 def mysql_conn_uri(ep: dict, schema: str = "") -> str:
     """An Airflow mysql connection (JSON form) for the local MariaDB."""
     return json.dumps({"conn_type": "mysql", "host": ep["host"], "port": ep["port"], "login": ep["user"],
@@ -157,6 +178,8 @@ def up(state: Path) -> dict:
         eps["s3"] = start_moto(state)
         eps["cosmos"] = start_cosmos(state)
         eps["mariadb"] = start_mariadb(state)
+        eps["mongo_source"] = start_mongo("mongo-source", state)
+        eps["mongo_target"] = start_mongo("mongo-target", state)
     except Exception:
         down(state)
         raise

@@ -92,6 +92,8 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
         raise PreflightError(f"staging {st.url} is not writable: {exc}") from None
     if spec.source.kind == "mysql":
         return _preflight_relational(ctx, dry_run)
+    if spec.source.kind == "mongodb":
+        return _preflight_mongo(ctx, dry_run)
     info = ctx.source.describe()
     tr = build_transform(spec, info.key_attributes, key_types(info))
     if not ctx.sink.exists() and (dry_run or not spec.target.create_if_missing):
@@ -196,6 +198,126 @@ def _preflight_relational(ctx: Context, dry_run: bool) -> dict:
     return summary
 
 
+def _preflight_mongo(ctx: Context, dry_run: bool) -> dict:
+    """MongoDB wire: both ends reachable, namespaces found, what a DocumentDB target will not accept."""
+    import shutil
+
+    from .documentdb import incompatibilities
+
+    spec, st, src, sink = ctx.spec, ctx.staging, ctx.source, ctx.sink
+    src.ping("the source")
+    sink.ping("the target")
+    problems, warnings = [], []
+    namespaces = src.namespaces(refresh=True)
+    if not namespaces:
+        problems.append(f"no collection matches source.include {spec.source.include} (exclude {spec.source.exclude})")
+    info = src.describe()
+    meta = {}
+    for ns in namespaces:
+        m = src.metadata(ns)
+        meta[ns] = {"count": info.indexes["namespaces"].get(ns, 0), **m}
+        if spec.target.compatibility == "documentdb":
+            ix, co = incompatibilities(ns, m)
+            (warnings if spec.target.indexes == "none" else problems).extend(ix)
+            problems.extend(co)
+    if spec.source.dump_tool == "mongodump" and not shutil.which("mongodump"):
+        problems.append("source.dump_tool is mongodump but the mongodump tool is not installed on this worker "
+                        "(install MongoDB Database Tools, or use dump_tool: builtin)")
+    tr = build_transform(spec, ["ns", "_id"], None)
+    clash = sorted({tr.ns(ns) for ns in namespaces} & set(namespaces)) if src.config.uri == sink.config.uri else []
+    if clash:
+        problems.append(f"source and target are the same server and these namespaces would map onto themselves: {clash}")
+    rate, est_hours = _copy_estimate(ctx, info.item_count)
+    if problems:
+        verdict = ("NO-GO", "; ".join(problems))
+    else:
+        verdict = ("GO", (
+            f"estimated copy {est_hours:.2f} h for ~{info.item_count} documents in {len(namespaces)} collections at "
+            f"{rate:.0f} docs/s; change streams are drained into the durable change log in staging from the start "
+            "(DocumentDB keeps 3 h by default, Cosmos DB's feed follows its own retention)"
+            + ("" if src.reports_deletes else "; Cosmos DB's change stream reports no deletes: they are reconciled "
+               "by comparing key sets before validation and at cutover")))
+    summary = {
+        "status": verdict[0], "verdict": verdict[1], "source_key": ["ns", "_id"], "source_key_types": ["S", "S"],
+        "target_key": ["ns", "_id"], "item_count_estimate": info.item_count, "size_bytes_estimate": info.size_bytes,
+        "namespaces": {ns: {"count": m["count"], "target": tr.ns(ns)} for ns, m in meta.items()},
+        "compatibility": {"target": spec.target.compatibility, "problems": problems, "warnings": warnings},
+        "reports_deletes": src.reports_deletes, "estimated_copy_hours": round(est_hours, 3),
+        "spec_digest": spec.digest(), "dry_run": dry_run, "target": {"indexes": spec.target.indexes},
+    }
+    if not dry_run:
+        st.put_json("state/mongo_metadata.json", _meta_json(meta))
+    st.put_json("state/preflight-dry-run.json" if dry_run else "state/preflight.json", summary)
+    for w in warnings:
+        ctx.log.warning("TURNOUT preflight warning: %s", w)
+    ctx.log.info("TURNOUT preflight %s: %s", verdict[0], verdict[1])
+    if verdict[0] != "GO":
+        raise PreflightError(verdict[1])
+    if spec.target.indexes == "before_data" and not dry_run:
+        build_indexes(ctx)
+    return summary
+
+
+def _meta_json(meta: dict) -> dict:
+    from .mongo_codec import doc_to_json
+
+    return {ns: doc_to_json({"indexes": m["indexes"], "options": m["options"]}) for ns, m in meta.items()}
+
+
+def mongo_metadata(ctx: Context) -> dict:
+    from .mongo_codec import doc_from_json
+
+    return {ns: doc_from_json(m) for ns, m in (ctx.staging.get_json("state/mongo_metadata.json") or {}).items()}
+
+
+def build_indexes(ctx: Context) -> dict:
+    """Create the source's secondary indexes on the target (idempotent; by default after the bulk load)."""
+    done = ctx.staging.get_json("state/indexes.json")
+    if done is not None:
+        return done
+    tr, created = ctx.transform, {}
+    for ns, m in mongo_metadata(ctx).items():
+        created[tr.ns(ns)] = ctx.sink.create_indexes(tr.ns(ns), m["indexes"])
+    out = {"created": created, "at": ctx.clock()}
+    ctx.staging.put_json("state/indexes.json", out)
+    ctx.log.info("TURNOUT indexes built on the target: %s", {ns: len(v) for ns, v in created.items()})
+    return out
+
+
+def reconcile_deletes(ctx: Context, *, final: bool = False) -> dict:
+    """Delete from the target what the source no longer has (for sources whose change streams carry no
+    deletes). Key sets are compared per namespace; every target-only key is confirmed absent by a point read
+    on the source before it is deleted, so a document inserted meanwhile is never removed."""
+    tr, src, sink, st = ctx.transform, ctx.source, ctx.sink, ctx.staging
+    t0 = time.monotonic()
+    deleted, checked, per_ns = 0, 0, {}
+    for ns in src.namespaces():
+        tns = tr.ns(ns)
+        source_ids = {BSON_KEY(ns, i) for i in src.ids(ns)}
+        extra = [i for i in sink.ids(tns) if BSON_KEY(ns, i) not in source_ids]
+        checked += len(source_ids)
+        gone = [i for i in extra if src.get({"ns": ns, "_id": i}) is None]
+        n = sink.delete_ids(tns, gone)
+        deleted += n
+        if extra:
+            per_ns[ns] = {"target_only": len(extra), "deleted": n}
+    out = {"final": final, "deleted": deleted, "source_keys": checked, "namespaces": per_ns,
+           "seconds": round(time.monotonic() - t0, 2), "at": ctx.clock()}
+    st.put_json(f"reports/reconcile-{'final' if final else 'catchup'}-{int(out['at'])}.json", out)
+    hist = st.get_json("state/reconcile.json") or {"runs": 0, "deleted": 0}
+    st.put_json("state/reconcile.json", {"runs": hist["runs"] + 1, "deleted": hist["deleted"] + deleted,
+                                         "last": out})
+    ctx.progress("reconcile", deleted=deleted, source_keys=checked, namespaces=len(src.namespaces()),
+                 final=final)
+    return out
+
+
+def BSON_KEY(ns: str, _id) -> str:  # noqa: N802 - a key text, as the codec writes it
+    from .mongo_codec import BSON
+
+    return BSON.key_text({"ns": ns, "_id": _id})
+
+
 # ---------------------------------------------------------------------------------- start_cdc
 
 
@@ -216,8 +338,8 @@ def start_cdc(ctx: Context) -> dict:
     if pos is None:
         src = ctx.spec.source
         pos = ctx.source.record_position(getattr(src, "enable_stream", False))
-        if src.kind == "mysql":  # primary-key ranges, split after the position is recorded
-            units = ctx.source.plan_units(src.rows_per_unit)
+        if src.kind in ("mysql", "mongodb"):  # key ranges, split after the position is recorded
+            units = ctx.source.plan_units(src.rows_per_unit if src.kind == "mysql" else src.docs_per_unit)
             plan = {"segments": len(units), "units": units, "mode": "keyset", "recorded_at": pos["recorded_at"]}
         else:
             info = ctx.source.describe()
@@ -280,8 +402,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
                      len(ck["chunks"]))
 
     def flush(pos):
-        name = f"{_seg(segment)}/chunk-{len(ck['chunks']):05d}.jsonl.gz"
-        nbytes = st.put_jsonl_gz(name, [ctx.source_codec.to_json(i) for i in buf])
+        name, nbytes = _write_chunk(ctx, segment, len(ck["chunks"]), buf)
         ck["chunks"].append({"key": name, "items": len(buf), "bytes": nbytes})
         ck["items"] += len(buf)
         ck["resume"] = ctx.source_codec.to_json(pos) if pos else None
@@ -310,6 +431,44 @@ def export_segment(ctx: Context, segment: int) -> dict:
     ctx.progress("export", segment=segment, of=total, items=ck["items"], chunks=len(ck["chunks"]),
                  rate=f"{(ck['items'] - n0) / max(el, 1e-6):.0f}/s", status="done")
     return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"])}
+
+
+def _write_chunk(ctx: Context, segment: int, n: int, records: list) -> tuple[str, int]:
+    """One export chunk: JSON lines (gzip), or for documents a mongodump directory (<db>/<coll>.bson and
+    <coll>.metadata.json) that mongorestore could read."""
+    st = ctx.staging
+    if ctx.spec.source.kind != "mongodb":
+        name = f"{_seg(segment)}/chunk-{n:05d}.jsonl.gz"
+        return name, st.put_jsonl_gz(name, [ctx.source_codec.to_json(i) for i in records])
+    from .mongo_codec import dump_paths, encode, metadata_json
+
+    ns = records[0]["ns"] if records else ctx.staging.get_json("state/export_plan.json")["units"][segment]["ns"]
+    data_key, meta_key = dump_paths(f"{_seg(segment)}/chunk-{n:05d}", ns)
+    meta = mongo_metadata(ctx).get(ns, {"indexes": [], "options": {}})
+    st.put_bytes(meta_key, metadata_json(ns, meta["indexes"], meta["options"]).encode())
+    data = b"".join(encode(r["doc"]) for r in records)
+    st.put_bytes(data_key, data)  # the data file last: the checkpoint names it once both exist
+    return data_key, len(data)
+
+
+def read_chunk(ctx: Context, chunk: str):
+    """(record, None) or (raw, reason) for every record of an export chunk (JSON lines or a .bson file)."""
+    st = ctx.staging
+    if chunk.endswith(".bson"):
+        from .mongo_codec import decode_all, ns_of_dump_path
+
+        ns = ns_of_dump_path(chunk)
+        try:
+            for doc in decode_all(st.get_bytes(chunk), chunk):
+                yield {"ns": ns, "doc": doc}, None
+        except RecordError as exc:
+            yield chunk, str(exc)
+        return
+    for n, doc in enumerate(st.iter_jsonl_gz(chunk), 1):
+        try:
+            yield ctx.source_codec.from_json(doc), None
+        except RecordError as exc:
+            yield doc, f"{chunk} line {n}: {exc}"
 
 
 def _export_native_file(ctx: Context, unit: int, plan: dict, ck: dict, ck_key: str) -> dict:
@@ -439,11 +598,14 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
             if on_chunk:
                 on_chunk(chunk)
             items, bad = [], []
-            for n, doc in enumerate(st.iter_jsonl_gz(chunk), 1):
+            for n, (rec, why) in enumerate(read_chunk(ctx, chunk), 1):
+                if why is not None:
+                    bad.append((rec, why))
+                    continue
                 try:
-                    items.append(tr.item(ctx.source_codec.from_json(doc)))
+                    items.append(tr.item(rec))
                 except RecordError as exc:
-                    bad.append((doc, f"{chunk} line {n}: {exc}"))
+                    bad.append((rec, f"{chunk} record {n}: {exc}"))
 
             def write(batch):
                 bucket.take(len(batch))
@@ -452,7 +614,7 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
             results = list(pool.map(write, [items[i : i + batch_n] for i in range(0, len(items), batch_n)]))
             written = sum(r.written for r in results)
             rejected = bad + [rj for r in results for rj in r.rejected]
-            name = chunk.removeprefix("export/").replace("/", "-").removesuffix(".jsonl.gz")
+            name = chunk.removeprefix("export/").replace("/", "-").removesuffix(".jsonl.gz").removesuffix(".bson")
             if rejected:
                 dead_letter(ctx, "load", name, rejected, ctx.target_codec)
             elif st.exists(f"deadletter/load/{name}.jsonl.gz"):
@@ -581,6 +743,8 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
         "next_file": 0, "consumed": 0, "puts": 0, "deletes": 0, "stale": 0, "rejected": 0, "newest_ts": None,
         "started_at": ctx.clock()}
     st.put_json("apply/checkpoint.json", ck)
+    if ctx.spec.target.kind == "mongodb" and ctx.spec.target.indexes == "after_data":
+        build_indexes(ctx)  # the bulk load is done (apply runs after it): indexes now, before the live part
     ledger: dict[str, list[int]] = {}
     tcodec = ctx.target_codec
     for _n, c in changelog.iter_changes(st, 0, ck["next_file"], ctx.source_codec):
@@ -665,6 +829,13 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
             ck["deletes"] += sum(1 for tc in latest.values() if tc.op == "delete")
             ck["rejected"] += len(rejected)
             ck["newest_ts"] = newest
+            now_wall = ctx.clock()
+            for tc in latest.values():  # per-namespace gap, like the seed's gap_in_seconds
+                ns = tc.key.get("ns")
+                if isinstance(ns, str):
+                    g = ck.setdefault("namespaces", {}).setdefault(ns, {"created": tc.created_at})
+                    g["created"] = max(g["created"], tc.created_at)
+                    g["processed"] = now_wall
             st.put_json("apply/checkpoint.json", ck)  # only after the target acknowledged every lane
             now_m = time.monotonic()
             if now_m - last_hb >= ctx.spec.capture.heartbeat_seconds:
@@ -706,6 +877,9 @@ def lag_status(ctx_or_staging, now: float | None = None) -> dict:
     else:
         ref = caphb["tip_poll_at"]
     dl = sum(1 for _ in st.list("deadletter/"))
+    per_ns = {ns: {"created": g["created"], "processed": g.get("processed"),
+                   "time_gap_in_seconds": round(max(0.0, (g.get("processed") or now) - g["created"]), 3)}
+              for ns, g in (app.get("namespaces") or {}).items()}
     return {
         "backlog": backlog,
         "lag_seconds": round(max(0.0, now - ref), 3),
@@ -716,6 +890,8 @@ def lag_status(ctx_or_staging, now: float | None = None) -> dict:
         "capture_at_tip": bool(caphb.get("at_tip")),
         "dead_letter_files": dl,
         "at": now,
+        **({"gap_in_seconds": max(g["time_gap_in_seconds"] for g in per_ns.values()), "namespaces": per_ns}
+           if per_ns else {}),
     }
 
 
@@ -738,7 +914,7 @@ def catch_up_check(ctx: Context, state: dict) -> tuple[bool, dict]:
         raise DeadLetterError(f"records in the dead-letter store ({dl}); see {ctx.staging.url}/deadletter/")
     alive = (s["capture_heartbeat_age"] is not None and s["capture_heartbeat_age"] < 60
              and s["apply_heartbeat_age"] is not None and s["apply_heartbeat_age"] < 60)
-    under = alive and s["lag_seconds"] <= cu.lag_threshold_seconds
+    under = alive and max(s["lag_seconds"], s.get("gap_in_seconds", 0)) <= cu.lag_threshold_seconds
     if under:
         state.setdefault("under_since", s["at"])
     else:

@@ -41,6 +41,11 @@ class Context:
             from .adapters.mysql import MySQLSource
 
             return MySQLSource(self.source_config, src.database, list(self.spec.mapping.tables), src.server_id)
+        if src.kind == "mongodb":
+            from .adapters.mongo import MongoSource
+
+            return MongoSource(self.source_config, src.include, src.exclude, flavor=src.flavor,
+                               refetch=src.refetch_documents, docs_per_unit=src.docs_per_unit)
         raise NotImplementedError(src.kind)
 
     @cached_property
@@ -52,6 +57,13 @@ class Context:
             from .adapters.cosmos import CosmosSink
 
             return CosmosSink(self.target_config, t, budget_share=1.0 / self.spec.rate_limits.parallel_tasks)
+        if t.kind == "mongodb":
+            from .adapters.mongo import MongoSink
+
+            sink = MongoSink(self.target_config, write_batch=t.write_batch, max_item_bytes=t.max_item_bytes)
+            plan = self.staging.get_json("state/preflight.json") or {}
+            sink.scope = [self.transform.ns(ns) for ns in plan.get("namespaces", {})] or None
+            return sink
         raise NotImplementedError(t.kind)
 
     @cached_property
@@ -65,6 +77,8 @@ class Context:
     @cached_property
     def transform(self):
         plan = self.staging.get_json("state/preflight.json") or {}
+        if self.spec.source.kind == "mongodb":
+            return build_transform(self.spec, ["ns", "_id"], None)
         if self.spec.source.kind == "mysql":
             return build_transform(self.spec, [], None, plan.get("source_schema") or source_schema(self.source))
         if plan.get("source_key"):
@@ -76,9 +90,10 @@ class Context:
 
     def close(self) -> None:
         """Release clients that hold threads or sessions (e.g. the Cosmos sink's async writer)."""
-        sink = self.__dict__.get("sink")
-        if sink is not None and hasattr(sink, "close"):
-            sink.close()
+        for name in ("sink", "source"):
+            obj = self.__dict__.get(name)
+            if obj is not None and hasattr(obj, "close"):
+                obj.close()
 
     def progress(self, phase: str, **fields) -> None:
         """One parseable progress line: ``TURNOUT phase=load chunk=3 items=1200 rate=850.1/s``."""
@@ -92,7 +107,9 @@ class Context:
 def codec_for(kind: str):
     from .codec import DYNAMODB, JSON_DOC
 
-    return {"dynamodb": DYNAMODB, "cosmos": JSON_DOC, "mysql": DYNAMODB}[kind]
+    from .mongo_codec import BSON
+
+    return {"dynamodb": DYNAMODB, "cosmos": JSON_DOC, "mysql": DYNAMODB, "mongodb": BSON}[kind]
 
 
 def source_schema(source) -> dict:
@@ -108,6 +125,10 @@ def key_types(info) -> list[str]:
 def build_transform(spec: MigrationSpec, source_key: list[str], source_key_types: list[str] | None,
                     schema: dict | None = None):
     """The route's pure per-record transform (the same at load, apply and validation)."""
+    if spec.source.kind == "mongodb":
+        from .transform import MongoTransform
+
+        return MongoTransform.from_spec(spec.target)
     if spec.source.kind == "mysql":
         from .relational import RelationalTransform, TableSchema
 

@@ -47,6 +47,39 @@ class MySQLSource(Strict):
     rows_per_unit: int = Field(default=500_000, gt=0, description="rows per export unit (a primary-key range)")
 
 
+class MongoSource(Strict):
+    """A MongoDB-wire source (Cosmos DB for MongoDB API, MongoDB, DocumentDB); an Airflow mongo connection."""
+
+    kind: Literal["mongodb"]
+    conn_id: str = Field(description="Airflow connection id of type mongo")
+    include: list[str] = Field(default_factory=lambda: ["*.*"], description="namespace globs, e.g. shop.*")
+    exclude: list[str] = Field(default_factory=list, description="namespace globs left out, e.g. *.tmp_*")
+    flavor: Literal["cosmos", "mongodb"] = Field(
+        default="cosmos", description="cosmos: change streams carry no deletes (deletes are reconciled) and need "
+        "Cosmos DB's pipeline form; mongodb: deletes arrive in the change stream")
+    refetch_documents: bool = Field(default=False,
+                                    description="re-read each changed document by _id instead of using fullDocument")
+    docs_per_unit: int = Field(default=500_000, gt=0, description="documents per export unit (an _id range)")
+    dump_tool: Literal["builtin", "mongodump"] = Field(
+        default="builtin", description="mongodump: run the mongodump tool (must be installed) instead of the "
+        "built-in parallel dumper")
+
+
+class MongoTarget(Strict):
+    """A MongoDB-wire target (Amazon DocumentDB, MongoDB); an Airflow mongo connection."""
+
+    kind: Literal["mongodb"]
+    conn_id: str
+    database_map: dict[str, str] = Field(default_factory=dict, description="source database -> target database")
+    indexes: Literal["after_data", "before_data", "none"] = Field(
+        default="after_data", description="build the source's secondary indexes after the bulk load (default)")
+    compatibility: Literal["documentdb", "mongodb"] = Field(
+        default="documentdb", description="preflight lists what a DocumentDB target will not accept")
+    create_if_missing: bool = True
+    max_item_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    write_batch: int = Field(default=500, gt=0, le=100_000, description="documents per bulk write")
+
+
 class TargetKey(Strict):
     """The target's key attributes when the key is redesigned (values come from mapping.tables templates)."""
 
@@ -106,9 +139,9 @@ class CosmosTarget(Strict):
         return v
 
 
-Source = Annotated[Union[DynamoDBSource, MySQLSource], Field(discriminator="kind")]
-Target = Annotated[Union[DynamoDBTarget, CosmosTarget], Field(discriminator="kind")]
-KINDS = ("dynamodb", "cosmos", "mysql")
+Source = Annotated[Union[DynamoDBSource, MySQLSource, MongoSource], Field(discriminator="kind")]
+Target = Annotated[Union[DynamoDBTarget, CosmosTarget, MongoTarget], Field(discriminator="kind")]
+KINDS = ("dynamodb", "cosmos", "mysql", "mongodb")
 
 CASTS = ("string", "number", "bool", "json", "iso", "epoch", "epoch_ms", "set", "binary")
 _TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
@@ -311,6 +344,14 @@ class MigrationSpec(Strict):
 
     @model_validator(mode="after")
     def _route(self):
+        if (self.source.kind == "mongodb") != (self.target.kind == "mongodb"):
+            raise ValueError("a mongodb source migrates to a mongodb target (DocumentDB or any MongoDB-wire endpoint), "
+                             "and a mongodb target takes a mongodb source")
+        if self.source.kind == "mongodb":
+            if self.mapping.rename or self.mapping.drop or self.mapping.tables:
+                raise ValueError("documents are copied as they are: mapping.rename/drop/tables do not apply to a "
+                                 "mongodb route (target.database_map renames databases)")
+            return self
         if self.source.kind == "mysql":
             if self.target.kind != "dynamodb":
                 raise ValueError("a mysql source migrates to a dynamodb target (DynamoDB or any DynamoDB-API endpoint)")

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional
 
+from .adapters.base import Change
 from .codec import Item, stable_bucket
 from .errors import RecordError, ValidationFailed
 from .runtime import Context
@@ -132,6 +133,11 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
     v = ctx.spec.validation
     tr, src, sink = ctx.transform, ctx.source, ctx.sink
     t0 = time.monotonic()
+    reconciled = None
+    if not getattr(src, "reports_deletes", True):  # e.g. Cosmos DB's change stream: deletes never arrive
+        from .phases import reconcile_deletes
+
+        reconciled = reconcile_deletes(ctx, final=final)
 
     codec = ctx.target_codec
 
@@ -180,6 +186,13 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
                     s_t is not None and t_item is not None and codec.canonical(s_t) == codec.canonical(t_item)):
                 continue
             kind = "missing" if t_item is None else "extra" if s_t is None else "different"
+            if kind == "extra" and reconciled is not None and s_item is None:
+                # the source's change stream carries no deletes: a key the source confirms absent is a delete
+                # that will never arrive — reconcile it now (the same rule as reconcile_deletes)
+                r = sink.apply_changes([Change(key=d["key"], op="delete", image=None, version=[], created_at=0.0)])
+                if not r.rejected:
+                    reconciled["deleted"] += 1
+                    continue
             still[kt] = {**d, "kind": kind}
         ctx.progress("validate", recheck_round=rounds, rechecked=len(differing), still_differing=len(still))
         differing = still
@@ -201,6 +214,7 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         **({"per_table": {g: {"source": sd["groups"].get(g, 0), "target": td["groups"].get(g, 0)}
                           for g in sorted(set(sd["groups"]) | set(td["groups"]))}} if group_of else {}),
         "expectations": ge,
+        **({"reconciled_deletes": reconciled["deleted"]} if reconciled is not None else {}),
         "seconds": round(time.monotonic() - t0, 2),
         "at": ctx.clock(),
     }
@@ -223,5 +237,6 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
     if not ge["success"] and final:
         raise ValidationFailed(f"Great Expectations failed on the target: {ge['expectations']}")
     return {k: result[k] for k in ("ok", "source_count", "target_count", "differences", "differences_first_pass",
-                                    "recheck_rounds", "report") + (("per_table",) if group_of else ())} | {
+                                    "recheck_rounds", "report") + (("per_table",) if group_of else ())
+                                   + (("reconciled_deletes",) if reconciled is not None else ())} | {
         "expectations_ok": ge["success"]}

@@ -7,7 +7,7 @@ from typing import Any
 from turnout.runtime import Context, make_context
 from turnout.spec import MigrationSpec
 
-from .hooks import cosmos_config, dynamodb_config, mysql_config, s3_client_factory
+from .hooks import cosmos_config, dynamodb_config, mongo_config, mysql_config, s3_client_factory
 
 # UI trigger params -> dotted spec keys
 PARAM_OVERRIDES = {
@@ -29,9 +29,13 @@ def build_context(spec: dict, spec_file: str, params: dict | None, *, run_id: st
     src = tgt = None
     if connections:
         where = f"{spec_file}: source.conn_id"
-        src = (mysql_config(s.source.conn_id, s.source.database, where) if s.source.kind == "mysql"
-               else dynamodb_config(s.source.conn_id, where))
-        tgt = (cosmos_config if s.target.kind == "cosmos" else dynamodb_config)(
+        if s.source.kind == "mysql":
+            src = mysql_config(s.source.conn_id, s.source.database, where)
+        elif s.source.kind == "mongodb":
+            src = mongo_config(s.source.conn_id, where)
+        else:
+            src = dynamodb_config(s.source.conn_id, where)
+        tgt = {"cosmos": cosmos_config, "mongodb": mongo_config}.get(s.target.kind, dynamodb_config)(
             s.target.conn_id, f"{spec_file}: target.conn_id")
     staging_factory = s3_client_factory(s.staging.conn_id, f"{spec_file}: staging.conn_id") if \
         s.staging.url.startswith("s3://") else None

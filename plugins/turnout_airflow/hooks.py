@@ -77,6 +77,24 @@ def mysql_config(conn_id: str, database: str, where: str):
                        connect_timeout=float(extra.get("connect_timeout", 10)))
 
 
+def mongo_config(conn_id: str, where: str):
+    """A mongo connection -> MongoConfig, through the provider's MongoHook (its URI and client options: srv,
+    tls, replicaSet, directConnection, allow_insecure...). DocumentDB: tls + tlsCAFile, retryWrites false."""
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    from turnout.adapters.mongo import MongoConfig
+
+    _require_connection(conn_id, where)
+    try:
+        hook = MongoHook(mongo_conn_id=conn_id)
+    except Exception as exc:
+        raise PreflightError(f"{where}: connection {conn_id!r}: {exc}") from None
+    options = dict(hook.extras)
+    if hook.allow_insecure:
+        options["tlsAllowInvalidCertificates"] = True
+    return MongoConfig(uri=hook.uri, options=options)
+
+
 def s3_client_factory(conn_id: str | None, where: str):
     if conn_id:
         _require_connection(conn_id, where)
