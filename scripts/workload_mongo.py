@@ -19,11 +19,17 @@ from pymongo import MongoClient
 NAMESPACES = ("shop.people", "shop.orders", "audit.events")
 
 
+def namespaces(prefix: str = "") -> tuple[str, ...]:
+    """The workload's namespaces with a database-name prefix (tests share one server)."""
+    return tuple(prefix + ns for ns in NAMESPACES)
+
+
 def client(uri: str) -> MongoClient:
     return MongoClient(uri, serverSelectionTimeoutMS=10000)
 
 
 def _doc(rng: random.Random, i: int, ns: str) -> dict:
+    coll = ns.split(".", 1)[1]
     base = {
         "n": i,
         "name": rng.choice(["Ada", "Grace", "Émile", "宮崎", "Zoë"]) + f" {i}",
@@ -36,23 +42,23 @@ def _doc(rng: random.Random, i: int, ns: str) -> dict:
         "address": {"city": rng.choice(["Lisbon", "Osaka", "Lagos"]), "zip": f"{rng.randint(0, 99999):05d}",
                     "geo": [round(rng.uniform(-90, 90), 4), round(rng.uniform(-180, 180), 4)]},
     }
-    if ns == "shop.orders":
+    if coll == "orders":
         base["lines"] = [{"sku": f"S{rng.randint(1, 999)}", "qty": rng.randint(1, 5)} for _ in range(rng.randint(1, 4))]
-    if ns == "audit.events":
+    if coll == "events":
         base["kind"] = rng.choice(["login", "logout", "purchase"])
     return base
 
 
-def seed(uri: str, per_collection: int, seed: int = 5) -> int:
+def seed(uri: str, per_collection: int, seed: int = 5, prefix: str = "") -> int:
     rng = random.Random(seed)
     c = client(uri)
     n = 0
-    for ns in NAMESPACES:
+    for ns in namespaces(prefix):
         db, coll = ns.split(".", 1)
         docs = []
         for i in range(per_collection):
             d = _doc(rng, i, ns)
-            d["_id"] = f"{coll}-{i:07d}" if ns == "shop.people" else ObjectId()
+            d["_id"] = f"{coll}-{i:07d}" if coll == "people" else ObjectId()
             docs.append(d)
         for k in range(0, len(docs), 1000):
             c[db][coll].insert_many(docs[k : k + 1000], ordered=False)
@@ -64,8 +70,9 @@ def seed(uri: str, per_collection: int, seed: int = 5) -> int:
 class LiveWriter(threading.Thread):
     """Inserts, $set updates, replaces and deletes at a target rate; the same documents more than once."""
 
-    def __init__(self, uri: str, rate: float = 30, seed: int = 13):
+    def __init__(self, uri: str, rate: float = 30, seed: int = 13, prefix: str = ""):
         super().__init__(daemon=True)
+        self.namespaces = namespaces(prefix)
         self.uri, self.rate, self.rng = uri, rate, random.Random(seed)
         self.stop_event = threading.Event()
         self.counts = {"insert": 0, "update": 0, "replace": 0, "delete": 0}
@@ -80,19 +87,19 @@ class LiveWriter(threading.Thread):
     def run(self) -> None:
         c = client(self.uri)
         rng = self.rng
-        for ns in NAMESPACES:
+        for ns in self.namespaces:
             db, coll = ns.split(".", 1)
             self.ids[ns] = [d["_id"] for d in c[db][coll].find({}, {"_id": 1}).limit(5000)]
         t0, n, k = time.monotonic(), 0, 0
         while not self.stop_event.is_set():
-            ns = rng.choice(NAMESPACES)
+            ns = rng.choice(self.namespaces)
             db, coll = ns.split(".", 1)
             col, ids = c[db][coll], self.ids[ns]
             r = rng.random()
             try:
                 if r < 0.3 or not ids:
                     k += 1
-                    _id = f"{coll}-new-{k:07d}" if ns == "shop.people" else ObjectId()
+                    _id = f"{coll}-new-{k:07d}" if coll == "people" else ObjectId()
                     col.insert_one({"_id": _id, **_doc(rng, 10**6 + k, ns)})
                     ids.append(_id)
                     self.counts["insert"] += 1
