@@ -1,7 +1,8 @@
 """`make demo`: a real live migration, end to end, on the embedded stack.
 
 Starts DynamoDB Local (source and target), moto, the Cosmos DB server and MariaDB, seeds the route's source
-(DynamoDB items of every type; or, for ROUTE=mysql-dynamodb, a MariaDB shop schema of three tables), starts a
+(DynamoDB items of every type; for ROUTE=mysql-dynamodb a MariaDB shop schema of three tables; for
+ROUTE=cosmos-mongo-documentdb three collections on a MongoDB-wire server), starts a
 live writer (puts, updates, deletes; the same keys more than once; key-changing UPDATEs), runs the
 migration DAG on a real Airflow scheduler, freezes the writer and answers the cutover approval
 through Airflow's REST API (or leaves it to you in the UI with --approve ui), then prints items
@@ -21,6 +22,7 @@ from pathlib import Path
 import airflow_local
 import stack
 import workload
+import workload_mongo
 import workload_mysql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +31,7 @@ ROUTES = {
     "dynamodb-alternator": "demo_orders_to_alternator",
     "dynamodb-cosmos": "demo_orders_to_cosmos",
     "mysql-dynamodb": "demo_shop_to_dynamodb",
+    "cosmos-mongo-documentdb": "demo_people_to_documentdb",
 }
 SHOP_DB, SHOP_TABLE = "shop", "shop"
 ROWS_PER_CUSTOMER = 10  # 1 customer row + 3 orders + 6 order lines
@@ -63,7 +66,10 @@ class Migration:
         say("starting the local stack (DynamoDB Local x2, moto S3), 127.0.0.1 only")
         self.eps = stack.up(self.workdir / "stack")
         t0 = time.time()
-        if self.route == "mysql-dynamodb":
+        if self.route == "cosmos-mongo-documentdb":
+            n = workload_mongo.seed(self.eps["mongo_source"]["uri"], max(1, self.items // 3))
+            say(f"seeded {n} documents in {', '.join(workload_mongo.NAMESPACES)} in {time.time() - t0:.1f}s")
+        elif self.route == "mysql-dynamodb":
             workload_mysql.create_database(self.eps["mariadb"], SHOP_DB)
             rows = workload_mysql.seed(self.eps["mariadb"], SHOP_DB, max(1, self.items // ROWS_PER_CUSTOMER))
             say(f"seeded MariaDB {SHOP_DB}: {rows} rows in 3 tables ({workload_mysql.row_count(self.eps['mariadb'], SHOP_DB)}) "
@@ -75,6 +81,8 @@ class Migration:
             say(f"seeded {self.items} items with every DynamoDB type in {time.time() - t0:.1f}s")
         env = {
             "AIRFLOW_CONN_TURNOUT_MYSQL": stack.mysql_conn_uri(self.eps["mariadb"]),
+            "AIRFLOW_CONN_TURNOUT_MONGO_SOURCE": stack.mongo_conn_uri(self.eps["mongo_source"]),
+            "AIRFLOW_CONN_TURNOUT_MONGO_TARGET": stack.mongo_conn_uri(self.eps["mongo_target"]),
             "AIRFLOW_CONN_TURNOUT_SOURCE": stack.aws_conn_uri(self.eps["source"]["endpoint"]),
             "AIRFLOW_CONN_TURNOUT_TARGET": stack.aws_conn_uri(self.eps["target"]["endpoint"]),
             "AIRFLOW_CONN_TURNOUT_COSMOS": stack.cosmos_conn_uri(self.eps["cosmos"]["endpoint"]),
@@ -98,7 +106,9 @@ class Migration:
         return json.loads(p.read_text()) if p.exists() else None
 
     def start_writer(self) -> None:
-        if self.route == "mysql-dynamodb":
+        if self.route == "cosmos-mongo-documentdb":
+            self.writer = workload_mongo.LiveWriter(self.eps["mongo_source"]["uri"], rate=self.writer_rate)
+        elif self.route == "mysql-dynamodb":
             self.writer = workload_mysql.LiveWriter(self.eps["mariadb"], SHOP_DB, max(1, self.items // ROWS_PER_CUSTOMER),
                                                     rate=self.writer_rate)
         else:
@@ -225,7 +235,9 @@ class Migration:
         rep = self.staged("reports/cutover.json") or {}
         loaded = sum(json.loads(p.read_text())["written"]
                      for p in (self.staging / self.name / "load" / "done").glob("*.json"))
-        if self.route == "mysql-dynamodb":
+        if self.route == "cosmos-mongo-documentdb":
+            cmp = workload_mongo.full_compare(self.eps["mongo_source"]["uri"], self.eps["mongo_target"]["uri"])
+        elif self.route == "mysql-dynamodb":
             cmp = workload_mysql.full_compare(self.eps["mariadb"], SHOP_DB, self.eps["target"]["endpoint"], SHOP_TABLE)
         elif self.route == "dynamodb-cosmos":
             cmp = workload.full_compare_cosmos(self.eps["source"]["endpoint"], TABLE, self.eps["cosmos"],
@@ -235,6 +247,8 @@ class Migration:
         return {
             "items_copied": loaded,
             "changes_captured": rep.get("changes_captured"),
+            **({"reconciled_deletes": (self.staged("state/reconcile.json") or {}).get("deleted")}
+               if self.route == "cosmos-mongo-documentdb" else {}),
             "changes_applied": rep.get("changes_applied"),
             "final_lag_seconds": rep.get("final_lag_seconds"),
             "validation": rep.get("validation"),

@@ -20,15 +20,22 @@ from typing import Any
 
 import bson
 from bson import json_util
-from bson.codec_options import CodecOptions
+from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.json_util import CANONICAL_JSON_OPTIONS
 
 from .errors import RecordError
 
 Record = dict[str, Any]
-_DECODE = CodecOptions(document_class=dict, tz_aware=True, uuid_representation=bson.binary.UuidRepresentation.UNSPECIFIED)
+# DATETIME_AUTO: a BSON date outside Python's datetime range (years 1-9999) comes back as a DatetimeMS instead of
+# failing to decode; MongoDB and mongodump accept any 64-bit millisecond count.
+_DECODE = CodecOptions(document_class=dict, tz_aware=True, uuid_representation=bson.binary.UuidRepresentation.UNSPECIFIED,
+                       datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 _JSON_OPTS = CANONICAL_JSON_OPTIONS.with_options(document_class=dict, tz_aware=True,
-                                                 uuid_representation=bson.binary.UuidRepresentation.UNSPECIFIED)
+                                                 uuid_representation=bson.binary.UuidRepresentation.UNSPECIFIED,
+                                                 datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+# What json_util raises on malformed Extended JSON: ValueError mostly, but also KeyError (a $binary without
+# subType), decimal.InvalidOperation (an ArithmeticError: a bad $numberDecimal), TypeError, BSONError (a bad $oid).
+_EJSON_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError, bson.errors.BSONError)
 MAX_BSON_BYTES = 16 * 1024 * 1024
 
 
@@ -40,7 +47,7 @@ def doc_to_json(doc: dict) -> Any:
 def doc_from_json(value: Any, where: str = "document") -> Any:
     try:
         return json_util.loads(json.dumps(value), json_options=_JSON_OPTS)
-    except (ValueError, TypeError, bson.errors.BSONError) as exc:
+    except _EJSON_ERRORS as exc:
         raise RecordError(f"malformed Extended JSON at {where}: {exc}") from None
 
 
@@ -86,6 +93,8 @@ class BsonCodec:
             if not isinstance(doc, dict) or "_id" not in doc:
                 raise RecordError(f"malformed record in {d['ns']}: a document with an _id is expected")
             return {"ns": d["ns"], "doc": doc}
+        if "_id" not in d:
+            raise RecordError(f"malformed record in {d['ns']}: expected a doc or an _id")
         return {"ns": d["ns"], "_id": doc_from_json({"_id": d["_id"]}, d["ns"])["_id"]}
 
     def canonical(self, rec: Record) -> str:
@@ -100,7 +109,9 @@ class BsonCodec:
         return h.digest()
 
     def key_text(self, key: Record) -> str:
-        return json.dumps({"ns": key["ns"], "_id": doc_to_json({"_id": key["_id"]})["_id"]}, sort_keys=True,
+        # No sort_keys: a document _id's field order is part of its identity ({a:1,b:2} and {b:2,a:1} are two
+        # _ids in MongoDB); the canonical Extended JSON is already deterministic.
+        return json.dumps({"_id": doc_to_json({"_id": key["_id"]})["_id"], "ns": key["ns"]},
                           separators=(",", ":"))
 
 
@@ -146,7 +157,7 @@ def metadata_json(ns: str, indexes: list[dict], options: dict, uuid: str | None 
 def read_metadata(text: str, where: str = "metadata.json") -> dict:
     try:
         doc = json_util.loads(text, json_options=_JSON_OPTS)
-    except ValueError as exc:
+    except _EJSON_ERRORS as exc:
         raise RecordError(f"{where}: not Extended JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("indexes", []), list):
         raise RecordError(f"{where}: expected an object with an indexes list")

@@ -846,7 +846,8 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
                 lag = lag_status(ctx)
                 ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"],
                              stale=ck["stale"], backlog=lag["backlog"], lag_s=lag["lag_seconds"],
-                             rate=f"{(ck['consumed'] - consumed0) / max(now_m - started, 1e-6):.0f}/s")
+                             rate=f"{(ck['consumed'] - consumed0) / max(now_m - started, 1e-6):.0f}/s",
+                             **({"gap_in_seconds": lag["gap_in_seconds"]} if "gap_in_seconds" in lag else {}))
     finally:
         pool.shutdown(wait=True)
     heartbeat(stopped=stopped_by == "stop requested")

@@ -178,7 +178,10 @@ class CatchUpOperator(TurnoutOperator):
         s = event["summary"]
         self.log.info("TURNOUT phase=catch_up status=caught_up lag_s=%s backlog=%s stable_for=%s", s["lag_seconds"],
                       s["backlog"], s["stable_for"])
-        return {k: s[k] for k in ("lag_seconds", "backlog", "captured", "applied", "stable_for")}
+        for ns, g in (s.get("namespaces") or {}).items():  # per namespace, like the seed's --watch-status
+            self.log.info("TURNOUT phase=catch_up namespace=%s time_gap_in_seconds=%s", ns, g["time_gap_in_seconds"])
+        keep = ("lag_seconds", "backlog", "captured", "applied", "stable_for", "gap_in_seconds", "namespaces")
+        return {k: s[k] for k in keep if k in s}
 
 
 class ValidateOperator(TurnoutOperator):
