@@ -409,8 +409,15 @@ def export_segment(ctx: Context, segment: int) -> dict:
         st.put_json(ck_key, ck)  # the checkpoint moves only after the chunk is durable
         buf.clear()
 
-    pages = (ctx.source.read_unit(plan["units"][segment], resume, page) if plan.get("units")
-             else ctx.source.read_segment(segment, total, resume, page))
+    unit = plan["units"][segment] if plan.get("units") else None
+    if unit is not None and unit.get("tool") == "mongodump":
+        pages = _mongodump_pages(ctx, unit, page)  # the tool's dump, re-chunked (a re-run dumps again)
+        buf.clear()
+        ck.update(chunks=[], items=0)
+    elif unit is not None:
+        pages = ctx.source.read_unit(unit, resume, page)
+    else:
+        pages = ctx.source.read_segment(segment, total, resume, page)
     for items, pos in pages:
         bucket.take(len(items))
         buf.extend(items)
@@ -431,6 +438,25 @@ def export_segment(ctx: Context, segment: int) -> dict:
     ctx.progress("export", segment=segment, of=total, items=ck["items"], chunks=len(ck["chunks"]),
                  rate=f"{(ck['items'] - n0) / max(el, 1e-6):.0f}/s", status="done")
     return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"])}
+
+
+def _mongodump_pages(ctx: Context, unit: dict, page: int):
+    """Run mongodump for one collection into this task's scratch directory and yield its documents in pages
+    (the scratch directory never crosses tasks: the chunks go to staging like the built-in dumper's)."""
+    import tempfile
+
+    import bson
+
+    with tempfile.TemporaryDirectory(prefix="turnout-mongodump-") as d:
+        path = ctx.source.dump_with_tool(unit["ns"], d)
+        buf = []
+        with open(path, "rb") as f:
+            for doc in bson.decode_file_iter(f):
+                buf.append({"ns": unit["ns"], "doc": doc})
+                if len(buf) >= page:
+                    yield buf, {"ns": unit["ns"], "_id": buf[-1]["doc"]["_id"]}
+                    buf = []
+        yield buf, None
 
 
 def _write_chunk(ctx: Context, segment: int, n: int, records: list) -> tuple[str, int]:

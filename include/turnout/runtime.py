@@ -45,7 +45,8 @@ class Context:
             from .adapters.mongo import MongoSource
 
             return MongoSource(self.source_config, src.include, src.exclude, flavor=src.flavor,
-                               refetch=src.refetch_documents, docs_per_unit=src.docs_per_unit)
+                               refetch=src.refetch_documents, docs_per_unit=src.docs_per_unit,
+                               dump_tool=src.dump_tool)
         raise NotImplementedError(src.kind)
 
     @cached_property

@@ -189,3 +189,36 @@ def test_oversize_document_is_dead_lettered_with_its_reason(stack, tmp_path):
     reasons = [d["reason"] for k in ctx.staging.list("deadletter/load/") for d in ctx.staging.iter_jsonl_gz(k)]
     assert len(reasons) == 1 and "over the target's limit of 200000" in reasons[0] and "shop.people" in reasons[0]
     assert ctx.sink.get({"ns": f"{prefix}shop.people", "_id": "small"}) is not None
+
+
+def test_preflight_lists_what_documentdb_would_refuse_before_anything_is_copied(stack, tmp_path):
+    """nx-27017 forgets index types and collection options, so the source's answer is the one a real MongoDB /
+    Cosmos DB gives for such a collection (listIndexes, listCollections options); everything else is real."""
+    prefix = uniq("compat")
+    wm.seed(stack["mongo_source"]["uri"], 5, prefix=prefix)
+    ctx = ctx_for(stack, spec_for(tmp_path, prefix))
+    real = ctx.source.metadata
+
+    def as_mongodb_reports(ns):
+        m = real(ns)
+        if ns.endswith(".people"):
+            m["indexes"] += [{"v": 2, "key": {"bio": "text"}, "name": "bio_text", "weights": {"bio": 1}},
+                             {"v": 2, "key": {"n": "hashed"}, "name": "n_hashed"}]
+        if ns.endswith(".events"):
+            m["options"] = {"capped": True, "size": 1 << 20}
+        return m
+
+    ctx.source.metadata = as_mongodb_reports
+    with pytest.raises(PreflightError) as exc:
+        phases.preflight(ctx)
+    msg = str(exc.value)
+    assert f"{prefix}shop.people index 'bio_text'" in msg and "text indexes are not supported" in msg
+    assert "'n_hashed'" in msg and f"{prefix}audit.events collection option 'capped'" in msg
+    assert not ctx.staging.list("export/") and not ctx.staging.exists("state/positions.json")  # nothing copied
+    # with indexes left to the operator, index findings become warnings; the capped collection still stops it
+    ctx2 = ctx_for(stack, ctx.spec.with_overrides({"target.indexes": "none"}))
+    ctx2.source.metadata = as_mongodb_reports
+    with pytest.raises(PreflightError) as exc2:
+        phases.preflight(ctx2)
+    assert "capped" in str(exc2.value) and "bio_text" not in str(exc2.value)
+

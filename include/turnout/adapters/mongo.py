@@ -129,8 +129,9 @@ def _redact(uri: str) -> str:
 
 class MongoSource(_Mongo):
     def __init__(self, config: MongoConfig, include: list[str], exclude: list[str], *, flavor: str = "cosmos",
-                 refetch: bool = False, docs_per_unit: int = 500_000):
+                 refetch: bool = False, docs_per_unit: int = 500_000, dump_tool: str = "builtin"):
         super().__init__(config)
+        self.dump_tool = dump_tool
         self.include, self.exclude, self.flavor, self.refetch = include, exclude, flavor, refetch
         self.docs_per_unit = docs_per_unit
         self._ns: Optional[list[str]] = None
@@ -220,6 +221,8 @@ class MongoSource(_Mongo):
         type first, so then every _id has that type and plain $gt/$lte ranges (which compare within one type)
         cover it. A collection with mixed _id types is one unit."""
         per = docs_per_unit or self.docs_per_unit
+        if self.dump_tool == "mongodump":  # one unit per collection: the tool dumps a collection whole
+            return [{"ns": ns, "lo": None, "hi": None, "tool": "mongodump"} for ns in self.namespaces()]
         counts = self.describe().indexes["namespaces"]
         units = []
         for ns in self.namespaces():
@@ -248,6 +251,25 @@ class MongoSource(_Mongo):
                 lo = _j(b)
             units.append({"ns": ns, "lo": lo, "hi": None})
         return units
+
+    def dump_with_tool(self, ns: str, out_dir: str) -> str:
+        """Run ``mongodump`` for one collection into out_dir (this task's scratch space); the .bson path."""
+        import shutil
+        import subprocess
+        from pathlib import Path
+
+        exe = shutil.which("mongodump")
+        if not exe:
+            raise TurnoutError("source.dump_tool is mongodump but mongodump is not installed on this worker")
+        db, coll = split_ns(ns)
+        r = subprocess.run([exe, f"--uri={self.config.uri}", f"--db={db}", f"--collection={coll}", f"--out={out_dir}"],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise TurnoutError(f"mongodump of {ns} failed ({r.returncode}): {r.stderr[-2000:]}")
+        path = Path(out_dir, db, f"{coll}.bson")
+        if not path.exists():
+            raise TurnoutError(f"mongodump of {ns} wrote no {path}")
+        return str(path)
 
     @staticmethod
     def unit_filter(unit: dict, after: Any = None) -> dict:
