@@ -366,7 +366,9 @@ class MongoChangeReader:
         out: list[Change] = []
         rejected: list[tuple[Any, str]] = []
         at_tip = True
-        for ns in list(self.tokens):
+        names = list(self.tokens)
+        self._turn = (getattr(self, "_turn", -1) + 1) % max(1, len(names))
+        for ns in names[self._turn:] + names[: self._turn]:  # a busy collection cannot starve the others
             token = _v(self.tokens[ns])
             with self.source._watch(ns, token) as s:
                 while len(out) < self.limit:
