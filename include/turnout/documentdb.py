@@ -40,7 +40,7 @@ def incompatibilities(ns: str, metadata: dict) -> tuple[list[str], list[str]]:
             if "$**" in field:
                 index_problems.append(f"{ns} index {name!r}: wildcard indexes are not supported")
         for opt, why in UNSUPPORTED_INDEX_OPTIONS.items():
-            if opt in ix:
+            if ix.get(opt) not in (None, False):  # hidden: false is just the default, spelled out
                 index_problems.append(f"{ns} index {name!r} option {opt!r}: {why}")
         pfe = ix.get("partialFilterExpression")
         if pfe is not None and not _simple_partial(pfe):

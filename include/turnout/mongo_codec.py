@@ -83,7 +83,9 @@ class BsonCodec:
     def to_json(self, rec: Record) -> dict:
         if "doc" in rec:
             return {"ns": rec["ns"], "doc": doc_to_json(rec["doc"])}
-        return {"ns": rec["ns"], "_id": doc_to_json({"_id": rec["_id"]})["_id"]}
+        # a key's _id as Extended JSON *text*: staging's JSON state files sort object keys, which would reorder
+        # the fields of a document _id (a different _id in MongoDB)
+        return {"ns": rec["ns"], "_id": json_util.dumps({"_id": rec["_id"]}, json_options=_JSON_OPTS)}
 
     def from_json(self, d: dict) -> Record:
         if not isinstance(d, dict) or "ns" not in d:
@@ -95,6 +97,11 @@ class BsonCodec:
             return {"ns": d["ns"], "doc": doc}
         if "_id" not in d:
             raise RecordError(f"malformed record in {d['ns']}: expected a doc or an _id")
+        if isinstance(d["_id"], str):
+            try:
+                return {"ns": d["ns"], "_id": json_util.loads(d["_id"], json_options=_JSON_OPTS)["_id"]}
+            except Exception as exc:
+                raise RecordError(f"malformed _id in {d['ns']}: {exc}") from None
         return {"ns": d["ns"], "_id": doc_from_json({"_id": d["_id"]}, d["ns"])["_id"]}
 
     def canonical(self, rec: Record) -> str:
@@ -110,9 +117,28 @@ class BsonCodec:
 
     def key_text(self, key: Record) -> str:
         # No sort_keys: a document _id's field order is part of its identity ({a:1,b:2} and {b:2,a:1} are two
-        # _ids in MongoDB); the canonical Extended JSON is already deterministic.
-        return json.dumps({"_id": doc_to_json({"_id": key["_id"]})["_id"], "ns": key["ns"]},
-                          separators=(",", ":"))
+        # _ids in MongoDB); the canonical Extended JSON is already deterministic. Numbers MongoDB's _id index
+        # treats as equal (7, Int64(7), 7.0, Decimal128("7")) share one key text, so their changes stay ordered.
+        v = key["_id"]
+        num = _number_text(v)
+        idj = {"$num": num} if num is not None else doc_to_json({"_id": v})["_id"]
+        return json.dumps({"_id": idj, "ns": key["ns"]}, separators=(",", ":"))
+
+
+def _number_text(v: Any) -> str | None:
+    from decimal import Context, Decimal, InvalidOperation
+
+    from bson import Decimal128, Int64
+
+    if isinstance(v, bool) or not isinstance(v, (int, float, Int64, Decimal128)):
+        return None
+    try:
+        d = v.to_decimal() if isinstance(v, Decimal128) else Decimal(repr(v) if isinstance(v, float) else int(v))
+    except (InvalidOperation, ValueError, OverflowError):
+        return None
+    if not d.is_finite():
+        return str(d)
+    return str(d.normalize(Context(prec=100))) if d else "0"
 
 
 BSON = BsonCodec()

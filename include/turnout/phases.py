@@ -246,7 +246,7 @@ def _preflight_mongo(ctx: Context, dry_run: bool) -> dict:
         "spec_digest": spec.digest(), "dry_run": dry_run, "target": {"indexes": spec.target.indexes},
     }
     if not dry_run:
-        st.put_json("state/mongo_metadata.json", _meta_json(meta))
+        _save_mongo_metadata(ctx, meta)
     st.put_json("state/preflight-dry-run.json" if dry_run else "state/preflight.json", summary)
     for w in warnings:
         ctx.log.warning("TURNOUT preflight warning: %s", w)
@@ -258,16 +258,24 @@ def _preflight_mongo(ctx: Context, dry_run: bool) -> dict:
     return summary
 
 
-def _meta_json(meta: dict) -> dict:
-    from .mongo_codec import doc_to_json
+def _save_mongo_metadata(ctx: Context, meta: dict) -> None:
+    """Indexes and options as canonical Extended JSON text (order-preserving: put_json would sort the fields of
+    a compound index key)."""
+    from bson import json_util
 
-    return {ns: doc_to_json({"indexes": m["indexes"], "options": m["options"]}) for ns, m in meta.items()}
+    from .mongo_codec import _JSON_OPTS
+
+    doc = {ns: {"indexes": m["indexes"], "options": m["options"]} for ns, m in meta.items()}
+    ctx.staging.put_bytes("state/mongo_metadata.ejson", json_util.dumps(doc, json_options=_JSON_OPTS).encode())
 
 
 def mongo_metadata(ctx: Context) -> dict:
-    from .mongo_codec import doc_from_json
+    from .mongo_codec import read_metadata
 
-    return {ns: doc_from_json(m) for ns, m in (ctx.staging.get_json("state/mongo_metadata.json") or {}).items()}
+    if not ctx.staging.exists("state/mongo_metadata.ejson"):
+        return {}
+    doc = read_metadata(ctx.staging.get_bytes("state/mongo_metadata.ejson").decode(), "state/mongo_metadata.ejson")
+    return doc
 
 
 def build_indexes(ctx: Context) -> dict:

@@ -184,3 +184,9 @@ def test_findings_name_namespace_and_index_in_index_order():
 def test_an_index_without_a_name_is_still_reported():
     assert incompatibilities(NS, {"indexes": [{"key": {"a": "hashed"}}]}) == (
         [f"{NS} index '?' (a: 'hashed'): {WHY['hashed']}"], [])
+
+
+def test_an_option_spelled_out_at_its_default_is_not_a_finding():
+    ix, co = incompatibilities("shop.people", {"indexes": [{"v": 2, "key": {"a": 1}, "name": "a_1", "hidden": False}],
+                                               "options": {"capped": False}})
+    assert (ix, co) == ([], [])

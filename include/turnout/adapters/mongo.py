@@ -45,7 +45,9 @@ class MongoConfig:
     def client(self):
         from pymongo import MongoClient
 
-        return MongoClient(self.uri, **{"serverSelectionTimeoutMS": 15000, "retryWrites": False, **self.options})
+        # DATETIME_AUTO: MongoDB dates outside Python's years 1-9999 come back as DatetimeMS, not an error
+        return MongoClient(self.uri, **{"serverSelectionTimeoutMS": 15000, "retryWrites": False,
+                                        "datetime_conversion": "DATETIME_AUTO", **self.options})
 
 
 def _type_alias(v: Any) -> str:
