@@ -1028,6 +1028,8 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
         "final_lag_seconds": drained["lag_seconds"], "changes_captured": drained["captured"],
         "changes_applied": app.get("consumed"), "puts": app.get("puts"), "deletes": app.get("deletes"),
         "stale_skipped": app.get("stale"), "validation": result, **stopped,
+        **({"reconciled_deletes": (ctx.staging.get_json("state/reconcile.json") or {}).get("deleted", 0)}
+           if not getattr(ctx.source, "reports_deletes", True) else {}),
     }
     ctx.staging.put_json("reports/cutover.json", summary)
     ctx.staging.put_json("state/cutover.json", summary)
