@@ -188,3 +188,11 @@ def full_compare_cosmos(src_endpoint: str, src_table: str, cosmos: dict, spec_pa
     have = {d["id"]: json.dumps(strip_system(d), sort_keys=True)
             for d in cont.query_items("SELECT * FROM c", enable_cross_partition_query=True)}
     return _diff(want, have)
+
+
+def pace(t0: float, n: int, rate: float) -> None:
+    """Sleep so that n operations since t0 (time.monotonic) keep to `rate` per second (0 = no limit)."""
+    if rate:
+        delay = t0 + n / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)

@@ -16,6 +16,8 @@ import time
 from bson import ObjectId
 from pymongo import MongoClient
 
+import workload
+
 NAMESPACES = ("shop.people", "shop.orders", "audit.events")
 
 
@@ -118,10 +120,7 @@ class LiveWriter(threading.Thread):
             except Exception as exc:  # counted; the writer goes on
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             n += 1
-            if self.rate:
-                delay = t0 + n / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            workload.pace(t0, n, self.rate)
         c.close()
 
 

@@ -16,6 +16,8 @@ from decimal import Decimal
 
 import pymysql
 
+import workload
+
 SCHEMA = [
     """CREATE TABLE customers (
   customer_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
@@ -169,10 +171,7 @@ class LiveWriter(threading.Thread):
                 next_order += 1
                 next_customer += 1 if rng.random() < 0.1 else 0
                 n += 1
-                if self.rate:
-                    delay = t0 + n / self.rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                workload.pace(t0, n, self.rate)
         c.close()
 
     def _pick_order(self, cur, rng) -> int | None:
@@ -259,8 +258,6 @@ def full_compare(ep: dict, database: str, ddb_endpoint: str, table: str) -> dict
     target keys equals what every source row should produce, and each item's business fields match."""
     from decimal import Context
     from decimal import Decimal as D
-
-    import workload
 
     exact = Context(prec=100)
 

@@ -138,10 +138,15 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
         "spec_digest": spec.digest(),
         "dry_run": dry_run,
     }
-    st.put_json("state/preflight-dry-run.json" if dry_run else "state/preflight.json", summary)
-    ctx.log.info("TURNOUT preflight %s: %s", verdict[0], verdict[1])
-    if verdict[0] != "GO":
-        raise PreflightError(verdict[1])
+    return _record_preflight(ctx, summary, dry_run)
+
+
+def _record_preflight(ctx: Context, summary: dict, dry_run: bool) -> dict:
+    """Keep the verdict in staging (a dry run apart), log it, and stop on NO-GO."""
+    ctx.staging.put_json("state/preflight-dry-run.json" if dry_run else "state/preflight.json", summary)
+    ctx.log.info("TURNOUT preflight %s: %s", summary["status"], summary["verdict"])
+    if summary["status"] != "GO":
+        raise PreflightError(summary["verdict"])
     return summary
 
 
@@ -154,7 +159,7 @@ def _copy_estimate(ctx: Context, rows: int) -> tuple[float, float]:
 
 def _preflight_relational(ctx: Context, dry_run: bool) -> dict:
     """MySQL/MariaDB: binlog settings and grants, tables and primary keys, the key redesign, the target."""
-    spec, st, src = ctx.spec, ctx.staging, ctx.source
+    spec, src = ctx.spec, ctx.source
     problems = src.problems()
     schema = source_schema(src)
     try:
@@ -191,11 +196,7 @@ def _preflight_relational(ctx: Context, dry_run: bool) -> dict:
         "source_schema": schema, "target": target, "estimated_copy_hours": round(est_hours, 3),
         "spec_digest": spec.digest(), "dry_run": dry_run,
     }
-    st.put_json("state/preflight-dry-run.json" if dry_run else "state/preflight.json", summary)
-    ctx.log.info("TURNOUT preflight %s: %s", verdict[0], verdict[1])
-    if verdict[0] != "GO":
-        raise PreflightError(verdict[1])
-    return summary
+    return _record_preflight(ctx, summary, dry_run)
 
 
 def _preflight_mongo(ctx: Context, dry_run: bool) -> dict:
@@ -204,7 +205,7 @@ def _preflight_mongo(ctx: Context, dry_run: bool) -> dict:
 
     from .documentdb import incompatibilities
 
-    spec, st, src, sink = ctx.spec, ctx.staging, ctx.source, ctx.sink
+    spec, src, sink = ctx.spec, ctx.source, ctx.sink
     src.ping("the source")
     sink.ping("the target")
     problems, warnings = [], []
@@ -247,12 +248,9 @@ def _preflight_mongo(ctx: Context, dry_run: bool) -> dict:
     }
     if not dry_run:
         _save_mongo_metadata(ctx, meta)
-    st.put_json("state/preflight-dry-run.json" if dry_run else "state/preflight.json", summary)
     for w in warnings:
         ctx.log.warning("TURNOUT preflight warning: %s", w)
-    ctx.log.info("TURNOUT preflight %s: %s", verdict[0], verdict[1])
-    if verdict[0] != "GO":
-        raise PreflightError(verdict[1])
+    _record_preflight(ctx, summary, dry_run)
     if spec.target.indexes == "before_data" and not dry_run:
         build_indexes(ctx)
     return summary

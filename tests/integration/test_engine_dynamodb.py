@@ -6,6 +6,7 @@ the operators call them. The Airflow run of the same pipeline is in tests/e2e/.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -67,6 +68,24 @@ def run_bg(fn, *a, **kw):
     t = threading.Thread(target=go, daemon=True)
     t.start()
     return t, box
+
+
+@contextlib.contextmanager
+def killed_after_changelog_write(ctx):
+    """A SIGKILL stand-in: the capture dies right after writing change-log file 0, before its checkpoint."""
+    real_put = ctx.staging.put_json
+
+    def dying_put(key, doc):
+        if key == "capture/checkpoint.json" and doc.get("next_file", 0) >= 1:
+            raise KeyboardInterrupt("SIGKILL right after the change log file was written")
+        return real_put(key, doc)
+
+    ctx.staging.put_json = dying_put
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        ctx.staging.put_json = real_put
 
 
 def bulk_copy(ctx) -> int:
@@ -328,17 +347,8 @@ def test_capture_killed_between_file_and_checkpoint_adopts_without_loss_or_dupli
     phases.start_cdc(ctx)
     for i in range(50):
         src.put_item(TableName=table, Item=workload.make_item(i))
-    real_put = ctx.staging.put_json
-
-    def dying_put(key, doc):
-        if key == "capture/checkpoint.json" and doc.get("next_file", 0) >= 1:
-            raise KeyboardInterrupt("SIGKILL right after the change log file was written")
-        return real_put(key, doc)
-
-    ctx.staging.put_json = dying_put
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_changelog_write(ctx):
         phases.run_capture(ctx, max_seconds=20)
-    ctx.staging.put_json = real_put
     assert changelog.file_numbers(ctx.staging) == [0]
     assert ctx.staging.get_json("capture/checkpoint.json")["next_file"] == 0  # the checkpoint did not move
     for i in range(50, 70):

@@ -13,7 +13,7 @@ import bson
 import pytest
 
 import workload_mongo as wm
-from test_engine_dynamodb import run_bg, wait_caught_up
+from test_engine_dynamodb import killed_after_changelog_write, run_bg, wait_caught_up
 from turnout import changelog, phases
 from turnout.adapters.mongo import MongoConfig
 from turnout.errors import PreflightError
@@ -123,17 +123,8 @@ def test_capture_killed_between_file_and_checkpoint_adopts_without_loss_or_dupli
     coll = wm.client(src_uri)[f"{prefix}shop"]["people"]
     for i in range(30):
         coll.update_one({"_id": f"people-{i % 20:07d}"}, {"$set": {"v": i}})
-    real_put = ctx.staging.put_json
-
-    def dying_put(key, doc):
-        if key == "capture/checkpoint.json" and doc.get("next_file", 0) >= 1:
-            raise KeyboardInterrupt("SIGKILL right after the change log file was written")
-        return real_put(key, doc)
-
-    ctx.staging.put_json = dying_put
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_changelog_write(ctx):
         phases.run_capture(ctx, max_seconds=20)
-    ctx.staging.put_json = real_put
     first = [c for _, c in changelog.iter_changes(ctx.staging, codec=ctx.source_codec)]
     assert changelog.file_numbers(ctx.staging) == [0] and len(first) == 30
     for i in range(30, 40):

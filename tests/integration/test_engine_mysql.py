@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import workload_mysql as wm
-from test_engine_dynamodb import run_bg, wait_caught_up
+from test_engine_dynamodb import killed_after_changelog_write, run_bg, wait_caught_up
 from turnout import changelog, phases
 from turnout.adapters.dynamodb import DynamoDBConfig
 from turnout.adapters.mysql import MySQLConfig
@@ -228,17 +228,8 @@ def test_capture_killed_between_file_and_checkpoint_adopts_without_loss_or_dupli
     phases.preflight(ctx)
     phases.start_cdc(ctx)
     wm.seed(stack["mariadb"], db, 20, orders_per_customer=1, lines_per_order=1)  # 60 row inserts
-    real_put = ctx.staging.put_json
-
-    def dying_put(key, doc):
-        if key == "capture/checkpoint.json" and doc.get("next_file", 0) >= 1:
-            raise KeyboardInterrupt("SIGKILL right after the change log file was written")
-        return real_put(key, doc)
-
-    ctx.staging.put_json = dying_put
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_changelog_write(ctx):
         phases.run_capture(ctx, max_seconds=20)
-    ctx.staging.put_json = real_put
     assert changelog.file_numbers(ctx.staging) == [0]
     assert ctx.staging.get_json("capture/checkpoint.json")["next_file"] == 0
     sql(stack, ["UPDATE orders SET customer_id = customer_id + 1", "DELETE FROM order_lines WHERE order_id <= 5"], db)
