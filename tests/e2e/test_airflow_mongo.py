@@ -7,28 +7,20 @@ from __future__ import annotations
 
 import pytest
 
-import demo
-
 pytestmark = [pytest.mark.server, pytest.mark.airflow]
 
 
-def test_live_mongo_migration_on_a_real_scheduler(tmp_path, artifacts_dir):
-    m = demo.Migration(tmp_path / "w", items=3000, writer_rate=30, route="cosmos-mongo-documentdb")
-    try:
-        m.setup()
-        res = m.run_to_end(timeout=900, kill=True)
-        assert res["state"] == "success", res
-        assert set(res["killed"]) == {"load", "capture"}, res["killed"]
-        w = res["writer"]
-        assert w["delete"] > 0 and w["replace"] > 0 and w["update"] > 0 and w["insert"] > 0, w
-        s = m.summary()
-        assert s["cmp"]["differences"] == 0 and s["cmp"]["target"] == s["cmp"]["source"], s["cmp"]
-        assert s["validation"]["ok"] and s["changes_applied"] > 0 and s["reconciled_deletes"] > 0, s
-        pre = m.af.xcom(m.dag_id, res["run_id"], "preflight")
-        assert pre["status"] == "GO" and pre["reports_deletes"] is False and len(pre["namespaces"]) == 3
-        lag = m.staged("apply/checkpoint.json")["namespaces"]
-        assert set(lag) == {"shop.people", "shop.orders", "audit.events"}
-    finally:
-        for f in (m.workdir / "airflow").glob("*.log"):
-            (artifacts_dir / f"{tmp_path.name}-{f.name}").write_bytes(f.read_bytes()[-200_000:])
-        m.teardown()
+def test_live_mongo_migration_on_a_real_scheduler(route_migration):
+    m = route_migration(items=3000, writer_rate=30, route="cosmos-mongo-documentdb")
+    res = m.run_to_end(timeout=900, kill=True)
+    assert res["state"] == "success", res
+    assert set(res["killed"]) == {"load", "capture"}, res["killed"]
+    w = res["writer"]
+    assert w["delete"] > 0 and w["replace"] > 0 and w["update"] > 0 and w["insert"] > 0, w
+    s = m.summary()
+    assert s["cmp"]["differences"] == 0 and s["cmp"]["target"] == s["cmp"]["source"], s["cmp"]
+    assert s["validation"]["ok"] and s["changes_applied"] > 0 and s["reconciled_deletes"] > 0, s
+    pre = m.af.xcom(m.dag_id, res["run_id"], "preflight")
+    assert pre["status"] == "GO" and pre["reports_deletes"] is False and len(pre["namespaces"]) == 3
+    lag = m.staged("apply/checkpoint.json")["namespaces"]
+    assert set(lag) == {"shop.people", "shop.orders", "audit.events"}

@@ -6,28 +6,20 @@ from __future__ import annotations
 
 import pytest
 
-import demo
-
 pytestmark = [pytest.mark.server, pytest.mark.airflow]
 
 
-def test_live_mysql_migration_with_key_redesign_on_a_real_scheduler(tmp_path, artifacts_dir):
-    m = demo.Migration(tmp_path / "w", items=4000, writer_rate=30, route="mysql-dynamodb")
-    try:
-        m.setup()
-        res = m.run_to_end(timeout=900, kill=True)
-        assert res["state"] == "success", res
-        assert set(res["killed"]) == {"load", "capture"}, res["killed"]
-        w = res["writer"]
-        assert w["key_change"] > 0 and w["delete"] > 0 and w["insert"] > 0, w
-        s = m.summary()
-        assert s["cmp"]["differences"] == 0 and s["cmp"]["target"] == s["cmp"]["source"], s["cmp"]
-        v = s["validation"]
-        assert v["ok"] and s["changes_applied"] > 0
-        assert all(c["source"] == c["target"] > 0 for c in v["per_table"].values()), v["per_table"]
-        pre = m.af.xcom(m.dag_id, res["run_id"], "preflight")
-        assert pre["status"] == "GO" and pre["target_key"] == ["PK", "SK"]
-    finally:
-        for f in (m.workdir / "airflow").glob("*.log"):
-            (artifacts_dir / f"{tmp_path.name}-{f.name}").write_bytes(f.read_bytes()[-200_000:])
-        m.teardown()
+def test_live_mysql_migration_with_key_redesign_on_a_real_scheduler(route_migration):
+    m = route_migration(items=4000, writer_rate=30, route="mysql-dynamodb")
+    res = m.run_to_end(timeout=900, kill=True)
+    assert res["state"] == "success", res
+    assert set(res["killed"]) == {"load", "capture"}, res["killed"]
+    w = res["writer"]
+    assert w["key_change"] > 0 and w["delete"] > 0 and w["insert"] > 0, w
+    s = m.summary()
+    assert s["cmp"]["differences"] == 0 and s["cmp"]["target"] == s["cmp"]["source"], s["cmp"]
+    v = s["validation"]
+    assert v["ok"] and s["changes_applied"] > 0
+    assert all(c["source"] == c["target"] > 0 for c in v["per_table"].values()), v["per_table"]
+    pre = m.af.xcom(m.dag_id, res["run_id"], "preflight")
+    assert pre["status"] == "GO" and pre["target_key"] == ["PK", "SK"]

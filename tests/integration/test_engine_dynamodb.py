@@ -88,6 +88,25 @@ def killed_after_changelog_write(ctx):
         ctx.staging.put_json = real_put
 
 
+def live_run(ctx, writer) -> dict:
+    """After start_cdc: capture in the background, the writer on, export, load, apply, catch up, validate under
+    live writes, stop the writer (the freeze), cut over. Returns what each step said."""
+    cap_t, cap = run_bg(phases.run_capture, ctx)
+    writer.start()
+    exported = sum(phases.export_segment(ctx, u)["items"] for u in phases.plan_export(ctx))
+    loaded = sum(phases.load_chunk(ctx, u)["written"] for u in phases.plan_load(ctx))
+    app_t, app = run_bg(phases.run_apply, ctx)
+    status = wait_caught_up(ctx)
+    mid = validate(ctx)  # under live writes: first-pass differences are rechecked until they settle
+    counts = writer.stop()
+    summary = phases.cutover(ctx, approved_by="test")
+    cap_t.join(60)
+    app_t.join(60)
+    assert "error" not in cap and "error" not in app, (cap, app)
+    return {"exported": exported, "loaded": loaded, "caught_up": status, "mid": mid, "writer": counts,
+            "cutover": summary}
+
+
 def bulk_copy(ctx) -> int:
     """preflight, start_cdc, every export segment and every load unit, in-process; returns items written."""
     phases.preflight(ctx)

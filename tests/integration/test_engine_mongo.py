@@ -13,13 +13,12 @@ import bson
 import pytest
 
 import workload_mongo as wm
-from test_engine_dynamodb import killed_after_changelog_write, run_bg, wait_caught_up
+from test_engine_dynamodb import killed_after_changelog_write, live_run
 from turnout import changelog, phases
 from turnout.adapters.mongo import MongoConfig
 from turnout.errors import PreflightError
 from turnout.runtime import make_context
 from turnout.spec import parse_spec
-from turnout.validate import validate
 
 pytestmark = pytest.mark.server
 
@@ -61,26 +60,17 @@ def test_live_migration_with_deletes_ends_with_zero_differences_after_reconcilia
     cdc = phases.start_cdc(ctx)
     assert cdc["segments"] >= 9  # each 1000-document collection split into _id ranges
     writer = wm.LiveWriter(src_uri, rate=40, prefix=prefix)
-    cap_t, cap = run_bg(phases.run_capture, ctx)
-    writer.start()
-    exported = sum(phases.export_segment(ctx, u)["items"] for u in phases.plan_export(ctx))
-    assert exported >= seeded
-    loaded = sum(phases.load_chunk(ctx, u)["written"] for u in phases.plan_load(ctx))
-    assert loaded == exported
-    app_t, app = run_bg(phases.run_apply, ctx)
-    status = wait_caught_up(ctx)
+    run = live_run(ctx, writer)
+    assert run["exported"] >= seeded and run["loaded"] == run["exported"]
+    status, mid = run["caught_up"], run["mid"]
     assert set(status["namespaces"]) <= set(wm.namespaces(prefix)) and "gap_in_seconds" in status
-    mid = validate(ctx)  # under live writes: deletes never arrive from the stream; they are reconciled
-    assert mid["ok"], mid
-    counts = writer.stop()
+    assert mid["ok"], mid  # deletes never arrive from the stream: they were reconciled
+    counts, summary = run["writer"], run["cutover"]
     assert not writer.errors, writer.errors[:3]
     assert counts["delete"] > 0 and counts["replace"] > 0 and counts["update"] > 0, counts
-    summary = phases.cutover(ctx, approved_by="test")
-    cap_t.join(60)
-    app_t.join(60)
-    assert "error" not in cap and "error" not in app, (cap, app)
     v = summary["validation"]
     assert v["ok"] and v["differences"] == 0 and v["source_count"] == v["target_count"]
+    assert summary["reconciled_deletes"] > 0
     reconciled = ctx.staging.get_json("state/reconcile.json")
     assert reconciled["deleted"] + mid["reconciled_deletes"] > 0
     cmp = wm.full_compare(src_uri, dst_uri, wm.namespaces(prefix))

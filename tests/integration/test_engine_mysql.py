@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 
 import workload_mysql as wm
-from test_engine_dynamodb import killed_after_changelog_write, run_bg, wait_caught_up
+from test_engine_dynamodb import killed_after_changelog_write, live_run
 from turnout import changelog, phases
 from turnout.adapters.dynamodb import DynamoDBConfig
 from turnout.adapters.mysql import MySQLConfig
 from turnout.errors import DeadLetterError, PreflightError
 from turnout.runtime import make_context
 from turnout.spec import load_spec, parse_spec
-from turnout.validate import validate
 
 pytestmark = pytest.mark.server
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,23 +80,12 @@ def test_live_migration_with_key_redesign_ends_with_zero_differences(stack, tmp_
     plan = ctx.staging.get_json("state/export_plan.json")
     assert cdc["segments"] == len(plan["units"]) > 3  # orders and order_lines split into primary-key ranges
     writer = wm.LiveWriter(stack["mariadb"], db, 300, rate=60)
-    cap_t, cap = run_bg(phases.run_capture, ctx)
-    writer.start()
-    exported = sum(phases.export_segment(ctx, u)["items"] for u in phases.plan_export(ctx))
-    assert exported >= rows
-    loaded = sum(phases.load_chunk(ctx, u)["written"] for u in phases.plan_load(ctx))
-    assert loaded == exported
-    app_t, app = run_bg(phases.run_apply, ctx)
-    wait_caught_up(ctx)
-    mid = validate(ctx)  # under live writes: first-pass differences are rechecked until they settle
-    assert mid["ok"], mid
-    counts = writer.stop()
+    run = live_run(ctx, writer)
+    assert run["exported"] >= rows and run["loaded"] == run["exported"]
+    assert run["mid"]["ok"], run["mid"]
+    counts, summary = run["writer"], run["cutover"]
     assert not writer.errors, writer.errors[:3]
     assert counts["key_change"] > 0 and counts["delete"] > 0 and counts["insert"] > 0, counts
-    summary = phases.cutover(ctx, approved_by="test")
-    cap_t.join(60)
-    app_t.join(60)
-    assert "error" not in cap and "error" not in app, (cap, app)
     v = summary["validation"]
     assert v["ok"] and v["differences"] == 0 and v["source_count"] == v["target_count"]
     assert all(c["source"] == c["target"] > 0 for c in v["per_table"].values()), v["per_table"]
