@@ -6,7 +6,7 @@ ITEMS ?= 100000
 DEMO_ARGS ?=
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)/scripts
 
-.PHONY: deps demo test test-unit stack-up stack-down bench bench-mysql clean
+.PHONY: deps demo test test-unit stack-up stack-down bench bench-mysql bench-mongo clean
 
 deps:
 	@scripts/install_deps.sh
@@ -31,6 +31,9 @@ bench: deps
 
 bench-mysql: deps
 	$(PY) bench/bench_mysql.py $(BENCH_ARGS)
+
+bench-mongo: deps
+	$(PY) bench/bench_mongo.py $(BENCH_ARGS)
 
 clean: stack-down
 	rm -rf .demo test-artifacts

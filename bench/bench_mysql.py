@@ -76,68 +76,12 @@ from turnout.spec import load_spec  # noqa: E402
 
 SPEC_FILE = ROOT / "dags" / "specs" / "demo_shop_to_dynamodb.yaml"
 RAW_SERVER_ID = 4999  # the raw binlog reader's replica id (Turnout's is the spec's, 4271)
+from benchlib import PROBLEMS, T_START, Meter, Result, check, proc_cpu, ratio, run_bg, say  # noqa: F401
+
 log = logging.getLogger("turnout.bench")
-T_START = time.monotonic()
-PROBLEMS: list[str] = []
-
-
-def say(msg: str) -> None:
-    print(f"[bench {time.monotonic() - T_START:7.1f}s] {msg}", flush=True)
-
-
-def check(ok: bool, what: str) -> None:
-    """Counts must match for a figure to be for complete work: a mismatch is printed loudly and fails the run."""
-    if ok:
-        say(f"  check OK: {what}")
-    else:
-        PROBLEMS.append(what)
-        say(f"  !!!!!!!! CHECK FAILED: {what} !!!!!!!!")
 
 
 # ------------------------------------------------------------------------------------ CPU meters
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far."""
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-class Meter:
-    """Wall time, and CPU used meanwhile by MariaDB, DynamoDB Local and this process."""
-
-    def __init__(self, pids: dict):
-        self.pids = pids
-
-    def __enter__(self):
-        self.s0 = {k: proc_cpu(p) for k, p in self.pids.items()}
-        self.c0, self.t0 = time.process_time(), time.monotonic()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.monotonic() - self.t0
-        self.cpu = {k: proc_cpu(p) - self.s0[k] for k, p in self.pids.items()}
-        self.cpu["bench"] = time.process_time() - self.c0
-        return False
-
-    def cores(self, who: str) -> str:
-        v = self.cpu.get(who)
-        return "?" if v is None or math.isnan(v) or self.wall <= 0 else f"{v / self.wall:.2f}"
-
-
-class Result:
-    def __init__(self, label: str, n: int, m: Meter, unit: str, server: str, extra: str = ""):
-        self.label, self.n, self.seconds, self.unit, self.extra = label, n, m.wall, unit, extra
-        self.rate = n / m.wall if m.wall > 0 else float("nan")
-        self.server_cores, self.client_cores = m.cores(server), m.cores("bench")
-        self.server = server
-
-
-def ratio(a: Result, b: Result) -> float:
-    return a.rate / b.rate if b.rate else float("nan")
 
 
 # ------------------------------------------------------------------------------------ DynamoDB helpers
@@ -406,21 +350,6 @@ def turnout_export(ctx, threads: int) -> dict:
         with ThreadPoolExecutor(threads) as pool:
             res = list(pool.map(lambda u: phases.export_segment(ctx, u), units))
     return {"rows": sum(r["items"] for r in res), "units": len(units), "chunks": sum(r["chunks"] for r in res)}
-
-
-def run_bg(fn, *a, **kw):
-    box: dict = {}
-
-    def go():
-        try:
-            box["result"] = fn(*a, **kw)
-        except BaseException as exc:  # reported by the caller
-            box["error"] = repr(exc)
-            log.exception("background %s failed", getattr(fn, "__name__", fn))
-
-    t = threading.Thread(target=go, daemon=True, name=getattr(fn, "__name__", "bg"))
-    t.start()
-    return t, box
 
 
 class Profiler:
