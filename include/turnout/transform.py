@@ -48,6 +48,10 @@ class Transform:
     def target_key_of(self, target_item: Item) -> Item:
         return {a: target_item[a] for a in self.target_key}
 
+    def source_key_from(self, item: Item) -> Item:
+        """The key of a source item."""
+        return {a: item[a] for a in self.source_key}
+
     def source_key_of(self, target_item: Item) -> Item:
         """The source key an item in the target came from (for point rechecks of target-only keys)."""
         r = dict(self.rename)

@@ -141,12 +141,11 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
 
     codec = ctx.target_codec
 
-    source_key_from = getattr(tr, "source_key_from", None) or (lambda item: {a: item[a] for a in tr.source_key})
     group_of = getattr(tr, "group_of", None)  # per source table, for a relational source
 
     def src_key(item):
         t = tr.item(item)
-        return t, tr.target_key_of(t), source_key_from(item)
+        return t, tr.target_key_of(t), tr.source_key_from(item)
 
     def tgt_key(item):
         return item, tr.target_key_of(item), tr.source_key_of(item)

@@ -61,6 +61,10 @@ class CosmosMapping:
     reserved_policy: str = "prefix"  # or "error"
     reserved_prefix: str = "ddb_"
 
+    def source_key_from(self, item: dict) -> dict:
+        """The key of a source item."""
+        return {a: item[a] for a in self.source_key}
+
     @classmethod
     def from_spec(cls, target, source_key: list[str], key_types: list[str]) -> "CosmosMapping":
         template = target.id_template or "|".join("{%s}" % a for a in source_key)
