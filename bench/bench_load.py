@@ -56,11 +56,10 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-import boto3  # noqa: E402
-from botocore.config import Config  # noqa: E402
 
 import stack  # noqa: E402
 import workload  # noqa: E402
+from benchlib import count_items, low_client, proc_cpu, run_bg, say  # noqa: E402
 from turnout import phases  # noqa: E402
 from turnout.adapters.dynamodb import DynamoDBConfig  # noqa: E402
 from turnout.runtime import make_context  # noqa: E402
@@ -73,10 +72,6 @@ log = logging.getLogger("turnout.bench")
 T_START = time.monotonic()
 
 
-def say(msg: str) -> None:
-    print(f"[bench {time.monotonic() - T_START:7.1f}s] {msg}", flush=True)
-
-
 def pct(xs, p):
     """Nearest-rank percentile (None for no samples)."""
     if not xs:
@@ -87,15 +82,6 @@ def pct(xs, p):
 
 def r(x, nd=1):
     return None if x is None else round(x, nd)
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far."""
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 class CpuMeter:
@@ -118,12 +104,6 @@ class CpuMeter:
 
 def cores(cpu_s, wall):
     return "?" if cpu_s is None or wall <= 0 or cpu_s != cpu_s else f"{cpu_s / wall:.2f}"
-
-
-def low_client(endpoint: str, pool: int = 32):
-    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="l",
-                        aws_secret_access_key="l",
-                        config=Config(max_pool_connections=pool, retries={"max_attempts": 10, "mode": "standard"}))
 
 
 def wait_active(c, table: str) -> None:
@@ -152,19 +132,6 @@ def drop_table(endpoint: str, table: str) -> None:
         except c.exceptions.ResourceNotFoundException:
             return
         time.sleep(0.25)
-
-
-def count_items(endpoint: str, table: str) -> int:
-    c, n, start = low_client(endpoint), 0, None
-    while True:
-        kw = {"TableName": table, "Select": "COUNT"}
-        if start:
-            kw["ExclusiveStartKey"] = start
-        resp = c.scan(**kw)
-        n += resp["Count"]
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return n
 
 
 def spec_text(name: str, src_table: str, tgt_table: str, staging: Path, a) -> str:
@@ -235,21 +202,6 @@ def hand_tuned_write(endpoint: str, table: str, items: list, threads: int = 8) -
         n = sum(pool.map(write, range(0, len(items), 25)))
     dt = time.monotonic() - t0
     return {"items": n, "seconds": dt, "items_per_s": n / dt, "unprocessed_retries": retries[0]}
-
-
-def run_bg(fn, *a, **kw):
-    box: dict = {}
-
-    def go():
-        try:
-            box["result"] = fn(*a, **kw)
-        except BaseException as exc:  # reported by the caller
-            box["error"] = repr(exc)
-            log.exception("background %s failed", getattr(fn, "__name__", fn))
-
-    t = threading.Thread(target=go, daemon=True, name=getattr(fn, "__name__", "bg"))
-    t.start()
-    return t, box
 
 
 def child(args: list[str], env: dict, logfile: Path, timeout: float) -> dict:

@@ -63,8 +63,6 @@ for _p in ("include", "plugins", "scripts"):
     if str(ROOT / _p) not in sys.path:
         sys.path.insert(0, str(ROOT / _p))
 
-import boto3  # noqa: E402
-from botocore.config import Config  # noqa: E402
 
 import stack  # noqa: E402
 import workload_mysql as wm  # noqa: E402
@@ -76,7 +74,8 @@ from turnout.spec import load_spec  # noqa: E402
 
 SPEC_FILE = ROOT / "dags" / "specs" / "demo_shop_to_dynamodb.yaml"
 RAW_SERVER_ID = 4999  # the raw binlog reader's replica id (Turnout's is the spec's, 4271)
-from benchlib import PROBLEMS, T_START, Meter, Result, check, proc_cpu, ratio, run_bg, say  # noqa: F401
+from benchlib import (  # noqa: F401
+    PROBLEMS, T_START, Meter, Result, check, count_items, low_client, proc_cpu, ratio, run_bg, say)
 
 log = logging.getLogger("turnout.bench")
 
@@ -85,12 +84,6 @@ log = logging.getLogger("turnout.bench")
 
 
 # ------------------------------------------------------------------------------------ DynamoDB helpers
-
-
-def low_client(endpoint: str, pool: int = 32):
-    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="l",
-                        aws_secret_access_key="l",
-                        config=Config(max_pool_connections=pool, retries={"max_attempts": 10, "mode": "standard"}))
 
 
 def clone_table(endpoint: str, like: str, name: str) -> None:
@@ -123,19 +116,6 @@ def drop_table(endpoint: str, name: str) -> None:
         except c.exceptions.ResourceNotFoundException:
             return
         time.sleep(0.25)
-
-
-def count_items(endpoint: str, table: str) -> int:
-    c, n, start = low_client(endpoint), 0, None
-    while True:
-        kw = {"TableName": table, "Select": "COUNT"}
-        if start:
-            kw["ExclusiveStartKey"] = start
-        resp = c.scan(**kw)
-        n += resp["Count"]
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return n
 
 
 def raw_batch_write(endpoint: str, table: str, items: list, threads: int = 8) -> int:

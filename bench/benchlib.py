@@ -10,6 +10,9 @@ import threading
 import time
 from pathlib import Path
 
+import boto3
+from botocore.config import Config
+
 log = logging.getLogger("turnout.bench")
 T_START = time.monotonic()
 PROBLEMS: list[str] = []
@@ -88,3 +91,22 @@ def run_bg(fn, *a, **kw):
     t = threading.Thread(target=go, daemon=True, name=getattr(fn, "__name__", "bg"))
     t.start()
     return t, box
+
+
+def low_client(endpoint: str, pool: int = 32):
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="l",
+                        aws_secret_access_key="l",
+                        config=Config(max_pool_connections=pool, retries={"max_attempts": 10, "mode": "standard"}))
+
+
+def count_items(endpoint: str, table: str) -> int:
+    c, n, start = low_client(endpoint), 0, None
+    while True:
+        kw = {"TableName": table, "Select": "COUNT"}
+        if start:
+            kw["ExclusiveStartKey"] = start
+        resp = c.scan(**kw)
+        n += resp["Count"]
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return n
