@@ -24,6 +24,12 @@ command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
 command -v npm >/dev/null || apt_install npm
 # --- MariaDB (the MySQL route's source; a private instance is started by scripts/stack.py)
 { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } || apt_install mariadb-server
+# --- PostgreSQL + Redis (the CeleryExecutor run: metadata DB and broker) and Chromium (the browser test)
+{ [ -x /usr/lib/postgresql/15/bin/initdb ] || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; } || apt_install postgresql
+command -v redis-server >/dev/null || apt_install redis-server
+command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
+# --- Debian's docker-compose (v1): `docker-compose config` checks docker-compose.yaml against the Compose spec
+command -v docker-compose >/dev/null || apt_install --no-install-recommends docker-compose
 
 # --- Python venv
 if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] || [ constraints.txt -nt .venv/.installed ]; then

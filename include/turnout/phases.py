@@ -26,6 +26,7 @@ from .errors import DeadLetterError, PreflightError, RecordError, TurnoutError
 from .retry import TokenBucket
 from .relational import TABLE_ATTR as TABLE_ATTR_NAME
 from .runtime import Context, build_transform, key_types, source_schema
+from .status import lag_status, record_lag as _record_lag  # noqa: F401  (lag_status is part of this module's API)
 
 # Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
 # used only for the preflight estimate when the spec sets no rate limit).
@@ -388,6 +389,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
     plan = st.get_json("state/export_plan.json")
     ck_key = f"{_seg(segment)}/checkpoint.json"
     ck = st.get_json(ck_key) or {"chunks": [], "resume": None, "items": 0, "done": False}
+    ck.setdefault("started_at", ctx.clock())
     if ck["done"]:
         ctx.log.info("TURNOUT export segment=%d already done (%d items, %d chunks): skipped", segment, ck["items"],
                      len(ck["chunks"]))
@@ -412,6 +414,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
         ck["chunks"].append({"key": name, "items": len(buf), "bytes": nbytes})
         ck["items"] += len(buf)
         ck["resume"] = ctx.source_codec.to_json(pos) if pos else None
+        ck["updated_at"] = ctx.clock()
         st.put_json(ck_key, ck)  # the checkpoint moves only after the chunk is durable
         buf.clear()
 
@@ -424,6 +427,8 @@ def export_segment(ctx: Context, segment: int) -> dict:
         pages = ctx.source.read_unit(unit, resume, page)
     else:
         pages = ctx.source.read_segment(segment, total, resume, page)
+    est = (st.get_json("state/preflight.json") or {}).get("item_count_estimate") or 0
+    expected = (unit or {}).get("rows") or (est / total if est else 0)  # this segment's share, for the ETA
     for items, pos in pages:
         bucket.take(len(items))
         buf.extend(items)
@@ -434,11 +439,16 @@ def export_segment(ctx: Context, segment: int) -> dict:
         if now - last_log > 10:
             last_log = now
             done = ck["items"] + len(buf) - n0
+            rate_now = done / max(now - t0, 1e-6)
+            left = max(0.0, expected - ck["items"] - len(buf))
             ctx.progress("export", segment=segment, of=total, items=ck["items"] + len(buf), chunks=len(ck["chunks"]),
-                         rate=f"{done / max(now - t0, 1e-6):.0f}/s")
+                         rate=f"{rate_now:.0f}/s", **({"expected": int(expected),
+                                                       "eta_s": f"{left / rate_now:.0f}" if rate_now else "?"}
+                                                      if expected else {}))
     if buf:
         flush(None)
     ck["done"], ck["resume"] = True, None
+    ck["finished_at"] = ck["updated_at"] = ctx.clock()
     st.put_json(ck_key, ck)
     el = time.monotonic() - t0
     ctx.progress("export", segment=segment, of=total, items=ck["items"], chunks=len(ck["chunks"]),
@@ -621,11 +631,29 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
     totals = {"chunks": 0, "skipped": 0, "items": 0, "written": 0, "rejected": 0}
     t0, last_log = time.monotonic(), 0.0
     chunks = lp["groups"][group]
+    unit_key = f"load/units/unit-{group:05d}.json"
+    prev = st.get_json(unit_key) or {}
+    unit = {"unit": group, "chunks": len(chunks), "chunks_done": 0, "items": 0, "written": 0, "rejected": 0,
+            "started_at": prev.get("started_at") or ctx.clock(), "finished_at": None}
+
+    def unit_progress(marker: dict, final: bool = False, write: bool = True) -> None:
+        """The unit's running totals (for the UI and the report): written after the chunk's done marker."""
+        if marker:
+            unit["chunks_done"] += 1
+            for k in ("items", "written", "rejected"):
+                unit[k] += marker.get(k, 0)
+        unit.update(updated_at=ctx.clock(), **ctx.whoami())
+        if final:
+            unit["finished_at"] = unit["updated_at"]
+        if write:
+            st.put_json(unit_key, unit)
+
     with ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
         for chunk in chunks:
             dk = _done_key(chunk)
             if finished(chunk):
                 totals["skipped"] += 1
+                unit_progress(st.get_json(dk), write=False)  # counted; written with the next chunk
                 continue
             if on_chunk:
                 on_chunk(chunk)
@@ -652,8 +680,10 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
             elif st.exists(f"deadletter/load/{name}.jsonl.gz"):
                 st.delete(f"deadletter/load/{name}.jsonl.gz")  # re-driven: everything is in the target now
                 ctx.log.info("TURNOUT load re-drove %s: its dead letters are now written", chunk)
-            st.put_json(dk, {"items": len(items) + len(bad), "written": written, "rejected": len(rejected),
-                             "at": ctx.clock(), **ctx.whoami()})
+            marker = {"items": len(items) + len(bad), "written": written, "rejected": len(rejected),
+                      "at": ctx.clock(), **ctx.whoami()}
+            st.put_json(dk, marker)
+            unit_progress(marker)
             totals["chunks"] += 1
             totals["items"] += len(items) + len(bad)
             totals["written"] += written
@@ -666,6 +696,7 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
                 per_chunk = (now - t0) / max(totals["chunks"], 1)
                 ctx.progress("load", unit=group, done=totals["chunks"] + totals["skipped"], total=len(chunks),
                              items=totals["written"], rate=f"{rate_now:.0f}/s", eta_s=f"{left * per_chunk:.0f}")
+    unit_progress({}, final=not totals["rejected"])
     if totals["rejected"]:
         raise DeadLetterError(
             f"load unit {group}: {totals['rejected']} records rejected by the target; see "
@@ -876,6 +907,7 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
             if now_m - last_log >= 10:
                 last_log = now_m
                 lag = lag_status(ctx)
+                record_lag(ctx, lag)
                 ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"],
                              stale=ck["stale"], backlog=lag["backlog"], lag_s=lag["lag_seconds"],
                              rate=f"{(ck['consumed'] - consumed0) / max(now_m - started, 1e-6):.0f}/s",
@@ -892,47 +924,9 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
 # ---------------------------------------------------------------------------------- lag
 
 
-def lag_status(ctx_or_staging, now: float | None = None) -> dict:
-    """Backlog (changes captured, not yet applied) and lag in seconds.
-
-    With a backlog, lag = now − creation time of the newest applied change (the issue's definition);
-    with none, lag = the age of the capture's last poll that found every shard at its tip."""
-    st = getattr(ctx_or_staging, "staging", ctx_or_staging)
-    now = time.time() if now is None else now
-    cap = st.get_json("capture/checkpoint.json") or {"records": 0, "next_file": 0}
-    caphb = st.get_json("capture/heartbeat.json") or {}
-    app = st.get_json("apply/checkpoint.json") or {"consumed": 0, "next_file": 0, "newest_ts": None}
-    apphb = st.get_json("apply/heartbeat.json") or {}
-    pos = st.get_json("state/positions.json") or {}
-    backlog = max(0, cap["records"] - app["consumed"])
-    if backlog > 0 or not caphb.get("tip_poll_at"):
-        ref = app.get("newest_ts") or pos.get("recorded_at") or now
-    else:
-        ref = caphb["tip_poll_at"]
-    dl = sum(1 for _ in st.list("deadletter/"))
-    per_ns = {ns: {"created": g["created"], "processed": g.get("processed"),
-                   "time_gap_in_seconds": round(max(0.0, (g.get("processed") or now) - g["created"]), 3)}
-              for ns, g in (app.get("namespaces") or {}).items()}
-    return {
-        "backlog": backlog,
-        "lag_seconds": round(max(0.0, now - ref), 3),
-        "captured": cap["records"],
-        "applied": app["consumed"],
-        "capture_heartbeat_age": round(now - caphb["at"], 1) if caphb.get("at") else None,
-        "apply_heartbeat_age": round(now - apphb["at"], 1) if apphb.get("at") else None,
-        "capture_at_tip": bool(caphb.get("at_tip")),
-        "dead_letter_files": dl,
-        "at": now,
-        **({"gap_in_seconds": max(g["time_gap_in_seconds"] for g in per_ns.values()), "namespaces": per_ns}
-           if per_ns else {}),
-    }
-
-
 def record_lag(ctx: Context, sample: dict) -> None:
     """Keep a lag history in staging (for the report's picture and the UI)."""
-    hist = ctx.staging.get_json("reports/lag-history.json") or []
-    hist.append({k: sample[k] for k in ("at", "lag_seconds", "backlog", "captured", "applied")})
-    ctx.staging.put_json("reports/lag-history.json", hist[-5000:])
+    _record_lag(ctx.staging, sample)
 
 
 def catch_up_check(ctx: Context, state: dict) -> tuple[bool, dict]:
@@ -989,6 +983,7 @@ def drain(ctx: Context, freeze_at: float) -> dict:
         ctx.progress("cutover_drain", backlog=s["backlog"], captured=s["captured"], applied=s["applied"],
                      tip_after_freeze=tip_after_freeze, quiet_for=f"{time.time() - quiet_since:.0f}s")
         if tip_after_freeze and quiet and s["backlog"] == 0:
+            record_lag(ctx, s)
             return s
         if time.time() > deadline:
             raise TurnoutError(f"drain did not finish within {co.drain_timeout_seconds} s: {s}")
@@ -1031,5 +1026,11 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
     }
     ctx.staging.put_json("reports/cutover.json", summary)
     ctx.staging.put_json("state/cutover.json", summary)
-    ctx.log.info("TURNOUT cutover complete; report at %s/reports/cutover.json", ctx.staging.url)
-    return summary
+    from .report import write_report
+
+    audit = write_report(ctx, "cutover", approval={
+        "approved_by": approved_by, "approved_at": approved_at or freeze_at,
+        "approved_at_iso": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(approved_at or freeze_at))})
+    ctx.log.info("TURNOUT cutover complete; report at %s/reports/cutover.json, audit report %s", ctx.staging.url,
+                 audit["html"])
+    return summary | {"audit_report": audit["html"], "audit_report_json": audit["json"]}

@@ -221,6 +221,11 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
     ctx.staging.put_json(name, result)
     ctx.staging.put_json("reports/validation-latest.json", result)
     result["report"] = f"{ctx.staging.url}/{name}"
+    audit = None
+    if not final:  # the cutover writes its own audit report once its summary is recorded
+        from .report import write_report
+
+        audit = write_report(ctx, "validation")["html"]
     ctx.log.info(
         "TURNOUT validation %s: source=%d target=%d differing_buckets=%d first_pass_differences=%d after %d "
         "recheck rounds: missing=%d extra=%d different=%d; expectations %s; report %s",
@@ -238,4 +243,4 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
     return {k: result[k] for k in ("ok", "source_count", "target_count", "differences", "differences_first_pass",
                                     "recheck_rounds", "report") + (("per_table",) if group_of else ())
                                    + (("reconciled_deletes",) if reconciled is not None else ())} | {
-        "expectations_ok": ge["success"]}
+        "expectations_ok": ge["success"]} | ({"audit_report": audit} if audit else {})

@@ -201,7 +201,21 @@ class CutoverOperator(TurnoutOperator):
     def run_phase(self, ctx, context):
         answer = context["ti"].xcom_pull(task_ids="approve_cutover") or {}
         who = (answer.get("responded_by_user") or {}).get("name") or (answer.get("responded_by_user") or {}).get("id")
-        return phases.cutover(ctx, approved_by=who)
+        return phases.cutover(ctx, approved_by=who, approved_at=_timestamp(answer.get("responded_at")))
+
+
+def _timestamp(value) -> float | None:
+    """The approval's responded_at (a datetime, or its ISO text once through XCom) as epoch seconds."""
+    from datetime import datetime
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value.timestamp() if isinstance(value, datetime) else None
 
 
 class CutoverApprovalOperator(ApprovalOperator):

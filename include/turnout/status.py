@@ -1,0 +1,176 @@
+"""Where a migration stands, read from staging only (never a worker's disk, never the databases).
+
+Used by the catch-up gate (``lag_status``), the Airflow UI's Migrations view and the audit report.
+Every read is a handful of small JSON objects: the export segments' checkpoints (one per segment),
+the load units' progress files (one per load task), the capture/apply checkpoints and heartbeats,
+the lag history, the latest validation and the cutover record.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# phase names, in the order a migration goes through them
+PHASES = ("not started", "preflight", "export", "load", "catch-up", "cutover", "cut over")
+
+
+def lag_status(ctx_or_staging, now: float | None = None) -> dict:
+    """Backlog (changes captured, not yet applied) and lag in seconds.
+
+    With a backlog, lag = now − creation time of the newest applied change (the issue's definition);
+    with none, lag = the age of the capture's last poll that found every shard at its tip."""
+    st = getattr(ctx_or_staging, "staging", ctx_or_staging)
+    now = time.time() if now is None else now
+    cap = st.get_json("capture/checkpoint.json") or {"records": 0, "next_file": 0}
+    caphb = st.get_json("capture/heartbeat.json") or {}
+    app = st.get_json("apply/checkpoint.json") or {"consumed": 0, "next_file": 0, "newest_ts": None}
+    apphb = st.get_json("apply/heartbeat.json") or {}
+    pos = st.get_json("state/positions.json") or {}
+    backlog = max(0, cap["records"] - app["consumed"])
+    if backlog > 0 or not caphb.get("tip_poll_at"):
+        ref = app.get("newest_ts") or pos.get("recorded_at") or now
+    else:
+        ref = caphb["tip_poll_at"]
+    dl = sum(1 for _ in st.list("deadletter/"))
+    per_ns = {ns: {"created": g["created"], "processed": g.get("processed"),
+                   "time_gap_in_seconds": round(max(0.0, (g.get("processed") or now) - g["created"]), 3)}
+              for ns, g in (app.get("namespaces") or {}).items()}
+    return {
+        "backlog": backlog,
+        "lag_seconds": round(max(0.0, now - ref), 3),
+        "captured": cap["records"],
+        "applied": app["consumed"],
+        "capture_heartbeat_age": round(now - caphb["at"], 1) if caphb.get("at") else None,
+        "apply_heartbeat_age": round(now - apphb["at"], 1) if apphb.get("at") else None,
+        "capture_at_tip": bool(caphb.get("at_tip")),
+        "dead_letter_files": dl,
+        "at": now,
+        **({"gap_in_seconds": max(g["time_gap_in_seconds"] for g in per_ns.values()), "namespaces": per_ns}
+           if per_ns else {}),
+    }
+
+
+LAG_FIELDS = ("at", "lag_seconds", "backlog", "captured", "applied")
+
+
+def record_lag(staging, sample: dict, keep: int = 5000) -> None:
+    """Append one lag sample to ``reports/lag-history.json`` (the UI's chart and the report's picture).
+    Written by the apply (every progress line), the catch-up gate (every look) and the cutover drain;
+    two writers racing can lose a sample, never corrupt the file (each put replaces the whole object)."""
+    hist = staging.get_json("reports/lag-history.json") or []
+    hist.append({k: sample[k] for k in LAG_FIELDS if k in sample})
+    staging.put_json("reports/lag-history.json", hist[-keep:])
+
+
+def _span(rows: list[dict]) -> tuple[float | None, float | None]:
+    starts = [r["started_at"] for r in rows if r.get("started_at")]
+    ends = [r.get("finished_at") or r.get("updated_at") for r in rows]
+    ends = [e for e in ends if e]
+    return (min(starts) if starts else None), (max(ends) if ends else None)
+
+
+def _rate(items: int, start: float | None, end: float | None) -> float | None:
+    if not start or not end or end <= start:
+        return None
+    return round(items / (end - start), 1)
+
+
+def export_progress(st) -> dict:
+    plan = st.get_json("state/export_plan.json")
+    if not plan:
+        return {"segments": 0, "segments_done": 0, "items": 0, "chunks": 0, "bytes": 0}
+    segs = []
+    for i in range(plan["segments"]):
+        ck = st.get_json(f"export/seg-{i:05d}/checkpoint.json")
+        if ck:
+            segs.append(ck)
+    items = sum(c["items"] for c in segs)
+    start, end = _span(segs)
+    done = sum(1 for c in segs if c.get("done"))
+    return {
+        "segments": plan["segments"], "segments_done": done, "segments_started": len(segs), "items": items,
+        "chunks": sum(len(c["chunks"]) for c in segs),
+        "bytes": sum(ch.get("bytes", 0) for c in segs for ch in c["chunks"]),
+        "started_at": start, "finished_at": end if done == plan["segments"] else None,
+        "items_per_second": _rate(items, start, end),
+    }
+
+
+def load_progress(st, export: dict | None = None) -> dict:
+    lp = st.get_json("state/load_plan.json")
+    units = [st.get_json(k) for k in st.list("load/units/")]
+    units = [u for u in units if u]
+    written = sum(u.get("written", 0) for u in units)
+    start, end = _span(units)
+    total_chunks = lp["chunks"] if lp else (export or {}).get("chunks", 0)
+    unit_count = len(lp["groups"]) if lp else 0
+    done_units = sum(1 for u in units if u.get("finished_at"))
+    return {
+        "planned": lp is not None, "units": unit_count, "units_done": done_units,
+        "chunks": total_chunks, "chunks_done": sum(u.get("chunks_done", 0) for u in units),
+        "items": sum(u.get("items", 0) for u in units), "written": written,
+        "rejected": sum(u.get("rejected", 0) for u in units),
+        "started_at": start, "finished_at": end if lp and done_units == unit_count else None,
+        "items_per_second": _rate(written, start, end),
+        "workers": sorted({u["host"] for u in units if u.get("host")}),
+    }
+
+
+def _phase(st, preflight, positions, export, load, cutover, control) -> str:
+    if cutover:
+        return "cut over"
+    if control and control.get("stop") and control.get("why") == "cutover":
+        return "cutover"
+    if control and control.get("stop"):
+        return "stopped"
+    if not preflight:
+        return "not started"
+    if not positions:
+        return "preflight" if preflight.get("status") == "GO" else "preflight: NO-GO"
+    if export["segments"] and export["segments_done"] < export["segments"]:
+        return "export"
+    if not load["planned"] or load["units_done"] < load["units"]:
+        return "load"
+    return "catch-up"
+
+
+def migration_status(st, now: float | None = None, history_points: int = 300) -> dict[str, Any]:
+    """One migration's state for the UI: phase, chunks done/total, items, backlog, lag (+ history),
+    the last validation, dead letters and the cutover record."""
+    now = time.time() if now is None else now
+    preflight = st.get_json("state/preflight.json")
+    positions = st.get_json("state/positions.json")
+    cutover = st.get_json("state/cutover.json")
+    control = st.get_json("control/capture.json")
+    export = export_progress(st)
+    load = load_progress(st, export)
+    lag = lag_status(st, now) if positions else None
+    hist = st.get_json("reports/lag-history.json") or []
+    step = max(1, len(hist) // history_points)
+    validation = st.get_json("reports/validation-latest.json")
+    dead = {}
+    for k in st.list("deadletter/"):
+        phase = k.split("/")[1]
+        dead[phase] = dead.get(phase, 0) + 1
+    reports = {stage: f"reports/audit-{stage}.html" for stage in ("validation", "cutover")
+               if st.exists(f"reports/audit-{stage}.json")}
+    return {
+        "phase": _phase(st, preflight, positions, export, load, cutover, control),
+        "preflight": {k: preflight.get(k) for k in ("status", "verdict", "item_count_estimate",
+                                                    "estimated_copy_hours")} if preflight else None,
+        "position": {k: positions.get(k) for k in ("kind", "recorded_at")} if positions else None,
+        "export": export,
+        "load": load,
+        "lag": {k: lag[k] for k in ("backlog", "lag_seconds", "captured", "applied", "capture_heartbeat_age",
+                                    "apply_heartbeat_age", "gap_in_seconds") if k in lag} if lag else None,
+        "lag_history": [{k: h.get(k) for k in ("at", "lag_seconds", "backlog")} for h in hist[::step]],
+        "validation": {k: validation.get(k) for k in ("ok", "final", "source_count", "target_count", "differences",
+                                                      "missing", "extra", "different", "at")} | {
+            "differing_keys": (validation.get("differing_keys") or [])[:10]} if validation else None,
+        "dead_letter_files": dead,
+        "cutover": {k: cutover.get(k) for k in ("at", "approved_by", "final_lag_seconds", "changes_applied")}
+        if cutover else None,
+        "reports": reports,
+        "at": now,
+    }
