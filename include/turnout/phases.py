@@ -775,6 +775,7 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
             heartbeat()
         if now_m - last_log >= 10:
             last_log = now_m
+            record_lag(ctx, lag_status(ctx))  # the lag picture starts with the capture, not with the apply
             ctx.progress("capture", records=ck["records"], files=ck["next_file"],
                          rate=f"{(ck['records'] - rec0) / max(now_m - started, 1e-6):.0f}/s", at_tip=at_tip)
         if at_tip:
