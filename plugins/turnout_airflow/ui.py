@@ -255,7 +255,21 @@ a.s-failed{{color:#cf222e}}a.s-running{{color:#0969da;font-weight:bold}}a.approv
 <a href="api/migrations">JSON</a></small></p>
 <table id="migrations"><tr><th>migration</th><th>phase</th><th>chunks done / total</th><th>items copied</th>
 <th>backlog</th><th>lag</th><th>last validation</th><th>task logs, reports</th></tr>
-{rows}</table></body></html>"""
+{rows}</table>
+<script>
+// Airflow shows this page in a sandboxed iframe (no top navigation allowed); it is same-origin, so a link to
+// an Airflow page is handed to the Airflow UI's own router in the parent window instead.
+document.addEventListener('click', (ev) => {{
+  const a = ev.target.closest('a[target="_top"]');
+  if (!a || window.parent === window) return;
+  try {{
+    const url = new URL(a.getAttribute('href'), window.location.href);
+    window.parent.history.pushState({{}}, '', url.pathname + url.search);
+    window.parent.dispatchEvent(new PopStateEvent('popstate', {{state: {{}}}}));
+    ev.preventDefault();
+  }} catch (e) {{ /* not same-origin: let the browser try */ }}
+}});
+</script></body></html>"""
 
 
 # ------------------------------------------------------------------------------------------ the app
