@@ -1,6 +1,12 @@
 """A real local Airflow for the demo and the end-to-end tests: api-server, scheduler, dag-processor and
 triggerer (LocalExecutor, SQLite), bound to 127.0.0.1, started and stopped by PID, plus a small REST
-client (token, unpause, trigger, task states, answering the cutover approval)."""
+client (token, unpause, trigger, task states, answering the cutover approval).
+
+``executor="celery"`` is the scale-out path without Docker: the CeleryExecutor with a private PostgreSQL as
+metadata DB and Celery result backend, a private Redis as broker (both from scripts/stack.py, in
+``<home>/services``) and ``workers`` ``airflow celery worker`` processes, each reporting its own hostname
+(``worker-1``, ``worker-2``: turnout_airflow.worker.hostname) and serving logs on its own port. All of them
+share AIRFLOW_HOME, so the api-server reads every task's log from the local files."""
 
 from __future__ import annotations
 
@@ -18,17 +24,39 @@ import stack
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+EXECUTORS = ("local", "celery")
+DEFAULT_QUEUE = "default"  # [operators] default_queue
 
 
 class LocalAirflow:
     def __init__(self, home: Path, extra_env: dict[str, str] | None = None, port: int | None = None,
-                 user: str = "admin", password: str = "turnout-admin"):
+                 user: str = "admin", password: str = "turnout-admin", executor: str = "local", workers: int = 2,
+                 worker_concurrency: int = 8, spread_mapped: bool = False):
+        """``executor``: "local" (LocalExecutor on SQLite) or "celery" (see the module doc). With celery:
+        ``workers`` worker processes of ``worker_concurrency`` task slots each (most Turnout tasks wait on
+        I/O, so 8 each suits a 2-core machine); ``spread_mapped`` gives each worker its own queue besides
+        the default one and routes the mapped export/load tasks round-robin over those queues
+        (turnout_airflow.worker.spread_mapped_tasks), so every worker runs some of them by construction."""
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
         self.home = Path(home).absolute()
         self.port = port or stack.free_port()
         self.user, self.password = user, password
         self.extra_env = extra_env or {}
+        self.executor = executor
+        self.workers = [f"worker-{i}" for i in range(1, workers + 1)] if executor == "celery" else []
+        self.worker_concurrency = worker_concurrency
+        self.spread_mapped = spread_mapped and executor == "celery"
+        self.services = self.home / "services"  # the celery run's PostgreSQL and Redis
+        self.postgres: dict | None = None
+        self.redis: dict | None = None
+        self.worker_log_ports: dict[str, int] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self._token = None
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS + tuple(self.workers)
 
     @property
     def url(self) -> str:
@@ -61,7 +89,68 @@ class LocalAirflow:
             "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT / "plugins")]),
             "NO_PROXY": "127.0.0.1,localhost",
         }
+        if self.executor == "celery":
+            if not (self.postgres and self.redis):
+                raise RuntimeError("the celery executor's PostgreSQL and Redis are not started (LocalAirflow.start)")
+            pg = self.postgres
+            sqla = f"postgresql+psycopg2://{pg['user']}:{pg['password']}@{pg['host']}:{pg['port']}/{pg['database']}"
+            e.update({
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqla,
+                "AIRFLOW__CELERY__BROKER_URL": self.redis["url"],
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{sqla}",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "604800",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "turnout_airflow.worker.hostname",
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
+            })
+            if self.spread_mapped:
+                e["TURNOUT_SPREAD_QUEUES"] = ",".join(self.worker_queue(w) for w in self.workers)
         return {**os.environ, **e, **self.extra_env}
+
+    def worker_queue(self, worker: str) -> str:
+        return f"turnout-{worker}"
+
+    def worker_env(self, worker: str) -> dict[str, str]:
+        if worker not in self.worker_log_ports:
+            self.worker_log_ports[worker] = stack.free_port()
+        return {**self.env(), "TURNOUT_WORKER_NAME": worker,
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_ports[worker])}
+
+    def _command(self, comp: str) -> list[str]:
+        if comp in self.workers:
+            queues = [DEFAULT_QUEUE] + ([self.worker_queue(comp)] if self.spread_mapped else [])
+            return [self._bin("airflow"), "celery", "worker", "--celery-hostname", comp,
+                    "--concurrency", str(self.worker_concurrency), "--queues", ",".join(queues),
+                    "--pid", str(self.home / f"{comp}.celery.pid"), "--without-mingle", "--without-gossip"]
+        return [self._bin("airflow"), *comp.split()]
+
+    def _start_services(self) -> None:
+        stack.stop_postgres(self.services)  # leftovers of an earlier run in this home
+        stack.stop_redis(self.services)
+        self.postgres = stack.start_postgres(self.services)
+        self.redis = stack.start_redis(self.services)
+        settings = self.home / "config" / "airflow_local_settings.py"  # config/ is on every Airflow sys.path
+        if self.spread_mapped:
+            settings.parent.mkdir(parents=True, exist_ok=True)
+            settings.write_text(
+                "from turnout_airflow.worker import spread_mapped_tasks as task_instance_mutation_hook  # noqa: F401\n")
+        else:
+            settings.unlink(missing_ok=True)
+
+    def celery_ping(self, timeout: float = 1.0) -> set[str]:
+        """Worker node names (``celery@worker-1``...) answering a Celery ping through the broker."""
+        if not self.redis:
+            return set()
+        from celery import Celery
+
+        app = Celery("turnout-ping", broker=self.redis["url"])
+        try:
+            return {name for reply in app.control.ping(timeout=timeout) or [] for name in reply}
+        except Exception:
+            return set()
+        finally:
+            app.close()
 
     def _bin(self, name: str) -> str:
         return str(Path(sys.executable).parent / name)
@@ -69,16 +158,22 @@ class LocalAirflow:
     def start(self, timeout: float = 180) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "passwords.json").write_text(json.dumps({self.user: self.password}))
+        if self.executor == "celery":
+            self._start_services()
         env = self.env()
-        subprocess.run([self._bin("airflow"), "db", "migrate"], env=env, check=True, capture_output=True,
-                       timeout=300)
+        # celery workers need only the broker (and create their own result tables): they start while the
+        # metadata DB is migrated, which the other components wait for
+        for comp in self.workers:
+            self._spawn(comp, self.worker_env(comp))
+        out = subprocess.run([self._bin("airflow"), "db", "migrate"], env=env, capture_output=True, timeout=300)
+        if out.returncode:
+            raise RuntimeError(f"airflow db migrate exited with {out.returncode}:\n"
+                               f"{(out.stdout + out.stderr).decode(errors='replace')[-3000:]}")
         for comp in COMPONENTS:
-            log = open(self.home / f"{comp}.log", "ab")
-            p = subprocess.Popen([self._bin("airflow"), *comp.split()], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(self.home))
-            self.procs[comp] = p
-            (self.home / f"{comp}.pid").write_text(str(p.pid))
+            self._spawn(comp, env)
         deadline = time.time() + timeout
+        healthy, ready = False, set()
+        want = {f"celery@{w}" for w in self.workers}
         while time.time() < deadline:
             for comp, p in self.procs.items():
                 if p.poll() is not None:
@@ -86,21 +181,68 @@ class LocalAirflow:
                     raise RuntimeError(f"airflow {comp} exited with {p.returncode}:\n{tail}")
             try:
                 h = self.request("GET", "/api/v2/monitor/health", auth=False)
-                if all(h.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "triggerer")) \
-                        and h.get("dag_processor", {}).get("status") == "healthy":
-                    return
+                healthy = all(h.get(c, {}).get("status") == "healthy"
+                              for c in ("metadatabase", "scheduler", "triggerer")) \
+                    and h.get("dag_processor", {}).get("status") == "healthy"
             except (urllib.error.URLError, ConnectionError, OSError):
-                pass
+                healthy = False
+            if healthy and want:
+                ready = self.celery_ping() & want
+            if healthy and ready == want:
+                return
             time.sleep(1)
-        raise RuntimeError(f"airflow did not become healthy within {timeout}s (logs in {self.home})")
+        raise RuntimeError(f"airflow did not become healthy within {timeout}s (api-server and components healthy: "
+                           f"{healthy}; celery workers answering: {sorted(ready)} of {sorted(want)}; logs in "
+                           f"{self.home})")
 
-    def stop(self) -> None:
-        for comp in reversed(COMPONENTS):
+    def _spawn(self, comp: str, env: dict[str, str]) -> None:
+        log = open(self.home / f"{comp}.log", "ab")
+        p = subprocess.Popen(self._command(comp), env=env, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(self.home))
+        self.procs[comp] = p
+        (self.home / f"{comp}.pid").write_text(str(p.pid))
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stops every component by PID, all at once (SIGTERM to each one's process group, SIGKILL after
+        ``timeout``), then any process they left behind (task processes run in process groups of their own),
+        then, with celery, Redis and PostgreSQL."""
+        pids: dict[str, int] = {}
+        for comp in self.components:
             pidfile = self.home / f"{comp}.pid"
             if pidfile.exists():
-                stack.stop_pid(int(pidfile.read_text()), timeout=20)
-                pidfile.unlink()
+                try:
+                    pids[comp] = int(pidfile.read_text().strip())
+                except ValueError:
+                    pidfile.unlink()
+        left = [d for pid in pids.values() for d in _descendants(pid)]
+        for pid in pids.values():
+            _signal_group(pid, signal.SIGTERM)
+        deadline = time.time() + timeout
+        while time.time() < deadline and any(stack._alive(pid) for pid in pids.values()):
+            for pid in pids.values():
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            time.sleep(0.1)
+        for comp, pid in pids.items():
+            if stack._alive(pid):
+                _signal_group(pid, signal.SIGKILL)
+            (self.home / f"{comp}.pid").unlink(missing_ok=True)
+        for proc in left:
+            try:
+                proc.kill()
+            except Exception:  # psutil.NoSuchProcess: already gone
+                pass
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
         self.procs.clear()
+        if self.executor == "celery":
+            stack.stop_redis(self.services)
+            stack.stop_postgres(self.services)
 
     # ------------------------------------------------------------------ REST
 
@@ -177,3 +319,16 @@ import urllib.parse  # noqa: E402  (used above)
 
 def kill_pid(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
+
+
+_signal_group = stack.signal_group
+
+
+def _descendants(pid: int) -> list:
+    """Every process below pid, found before it is stopped (psutil comes with Airflow)."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).children(recursive=True)
+    except Exception:
+        return []

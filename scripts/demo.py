@@ -46,12 +46,24 @@ class Migration:
     """One demo/test run: stack + seeded source + live writer + Airflow."""
 
     def __init__(self, workdir: Path, items: int, writer_rate: float = 50.0, airflow_port: int | None = None,
-                 route: str = "dynamodb-alternator"):
+                 route: str = "dynamodb-alternator", executor: str = "local", staging: str = "local",
+                 airflow_options: dict | None = None):
+        """``executor``: "local" (LocalExecutor, SQLite) or "celery" (CeleryExecutor, PostgreSQL, Redis, two
+        workers: see airflow_local). ``staging``: "local" (a directory, ``self.staging``) or "s3" (a bucket on the
+        stack's moto S3, through an Airflow aws connection). ``airflow_options``: more LocalAirflow keywords
+        (e.g. worker_concurrency, spread_mapped)."""
+        if staging not in ("local", "s3"):
+            raise ValueError(f"staging must be 'local' or 's3', not {staging!r}")
         self.route, self.name = route, ROUTES[route]
         self.dag_id = f"migrate__{self.name}"
         self.workdir = Path(workdir).absolute()
         self.items, self.writer_rate = items, writer_rate
-        self.staging = self.workdir / "staging"
+        self.staging = self.workdir / "staging"  # local staging's directory (unused with s3 staging)
+        self.staging_kind = staging
+        self.staging_url = str(self.staging)  # s3://bucket/prefix with s3 staging (set up in setup())
+        self._stage = None
+        self.executor = executor
+        self.airflow_options = dict(airflow_options or {})
         self.af: airflow_local.LocalAirflow | None = None
         self.eps: dict = {}
         self.writer: workload.LiveWriter | None = None
@@ -88,8 +100,23 @@ class Migration:
             "AIRFLOW_CONN_TURNOUT_COSMOS": stack.cosmos_conn_uri(self.eps["cosmos"]["endpoint"]),
             "TURNOUT_STAGING": str(self.staging),
         }
-        self.af = airflow_local.LocalAirflow(self.workdir / "airflow", env, port=self.airflow_port)
-        say("starting Airflow (api-server, scheduler, dag-processor, triggerer)")
+        if self.staging_kind == "s3":
+            s3 = self._s3_client()
+            bucket = "turnout-staging"
+            s3.create_bucket(Bucket=bucket)
+            self.staging_url = f"s3://{bucket}/demo"
+            self._stage = None
+            env.update({"TURNOUT_STAGING": self.staging_url, "TURNOUT_STAGING_CONN": "turnout_staging",
+                        "AIRFLOW_CONN_TURNOUT_STAGING": stack.aws_conn_uri(self.eps["s3"]["endpoint"])})
+            say(f"staging on the stack's S3 (moto): {self.staging_url}, Airflow connection turnout_staging")
+        self.af = airflow_local.LocalAirflow(self.workdir / "airflow", env, port=self.airflow_port,
+                                             executor=self.executor, **self.airflow_options)
+        if self.executor == "celery":
+            say(f"starting Airflow with the CeleryExecutor: PostgreSQL metadata DB, Redis broker, api-server, "
+                f"scheduler, dag-processor, triggerer and {len(self.af.workers)} celery workers "
+                f"({', '.join(self.af.workers)})")
+        else:
+            say("starting Airflow (api-server, scheduler, dag-processor, triggerer)")
         self.af.start()
         say(f"Airflow is up at {self.af.url} (user {self.af.user}, password {self.af.password})")
 
@@ -101,9 +128,24 @@ class Migration:
         stack.down(self.workdir / "stack")
 
     # ---------------------------------------------------------------- the run
+    def _s3_client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.eps["s3"]["endpoint"], region_name="us-east-1",
+                            aws_access_key_id="local", aws_secret_access_key="local")
+
+    def stage(self):
+        """The migration's staging root (turnout.staging.Staging: get_json, list, exists...), local or s3, as
+        the engine sees it: ``<staging url>/<migration name>``."""
+        if self._stage is None:
+            from turnout.staging import open_staging
+
+            self._stage = open_staging(self.staging_url, self._s3_client if self.staging_kind == "s3" else None
+                                       ).child(self.name)
+        return self._stage
+
     def staged(self, key: str):
-        p = self.staging / self.name / key
-        return json.loads(p.read_text()) if p.exists() else None
+        return self.stage().get_json(key)
 
     def start_writer(self) -> None:
         if self.route == "cosmos-mongo-documentdb":
@@ -193,17 +235,21 @@ class Migration:
             "run with --approve ui to answer it yourself in the Required actions page")
 
     def run_to_end(self, conf: dict | None = None, approve: str = "api", kill: bool = False,
-                   timeout: float = 1800) -> dict:
+                   timeout: float = 1800, on_tick=None) -> dict:
+        """``on_tick(states, run_id)``, if given, is called on every poll until the approval is waiting."""
         self.start_writer()
         run_id = self.trigger(conf)
         killed: dict[str, int] = {}
 
         def killer(st):
+            if on_tick:
+                on_tick(st, run_id)
             if not kill:
                 return
             if "load" not in killed and "running" in st.get("load", []):
-                for f in sorted((self.staging / self.name / "load" / "running").glob("*.json")):
-                    info = json.loads(f.read_text())
+                stage = self.stage()  # local or s3 alike
+                for key in (k for k in stage.list("load/running/") if k.endswith(".json")):
+                    info = stage.get_json(key) or {}
                     if info.get("try") != 1:
                         continue
                     try:
@@ -211,7 +257,7 @@ class Migration:
                     except ProcessLookupError:
                         continue
                     killed["load"] = info["pid"]
-                    say(f"SIGKILL load unit {f.stem} (pid {info['pid']}) midway")
+                    say(f"SIGKILL load unit {Path(key).stem} (pid {info['pid']}) midway")
                     break
             if "capture" not in killed and "load" in killed:
                 hb = self.staged("capture/heartbeat.json")
@@ -232,16 +278,16 @@ class Migration:
         return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed}
 
     def summary(self) -> dict:
+        stage = self.stage()
         rep = self.staged("reports/cutover.json") or {}
-        loaded = sum(json.loads(p.read_text())["written"]
-                     for p in (self.staging / self.name / "load" / "done").glob("*.json"))
+        loaded = sum((stage.get_json(k) or {}).get("written", 0) for k in stage.list("load/done/") if k.endswith(".json"))
         if self.route == "cosmos-mongo-documentdb":
             cmp = workload_mongo.full_compare(self.eps["mongo_source"]["uri"], self.eps["mongo_target"]["uri"])
         elif self.route == "mysql-dynamodb":
             cmp = workload_mysql.full_compare(self.eps["mariadb"], SHOP_DB, self.eps["target"]["endpoint"], SHOP_TABLE)
         elif self.route == "dynamodb-cosmos":
             cmp = workload.full_compare_cosmos(self.eps["source"]["endpoint"], TABLE, self.eps["cosmos"],
-                                               ROOT / "dags" / "specs" / f"{self.name}.yaml", self.staging)
+                                               ROOT / "dags" / "specs" / f"{self.name}.yaml", self.staging_url)
         else:
             cmp = workload.full_compare(self.eps["source"]["endpoint"], TABLE, self.eps["target"]["endpoint"], TABLE)
         return {
@@ -252,7 +298,10 @@ class Migration:
             "changes_applied": rep.get("changes_applied"),
             "final_lag_seconds": rep.get("final_lag_seconds"),
             "validation": rep.get("validation"),
-            "report": str(self.staging / self.name / "reports" / "cutover.json"),
+            "report": f"{stage.url}/reports/cutover.json",
+            "audit_report": f"{stage.url}/reports/audit-cutover.html" if stage.exists("reports/audit-cutover.html")
+            else None,
+            "audit_report_json": f"{stage.url}/reports/audit-cutover.json",
             "route": self.route,
             "independent_full_compare": {k: cmp[k] for k in ("source", "target", "differences")},
             "cmp": cmp,
@@ -267,8 +316,12 @@ def main(argv=None) -> int:
     ap.add_argument("--approve", choices=["api", "ui"], default="api")
     ap.add_argument("--keep", action="store_true", help="leave Airflow and the stack running afterwards")
     ap.add_argument("--workdir", default=str(ROOT / ".demo"))
+    ap.add_argument("--executor", choices=["local", "celery"], default="local",
+                    help="celery: CeleryExecutor with a private PostgreSQL and Redis and two celery workers")
+    ap.add_argument("--staging", choices=["local", "s3"], default="local",
+                    help="s3: staging in a bucket on the stack's S3 (moto), as with several worker hosts")
     a = ap.parse_args(argv)
-    m = Migration(Path(a.workdir), a.items, a.writer_rate, route=a.route)
+    m = Migration(Path(a.workdir), a.items, a.writer_rate, route=a.route, executor=a.executor, staging=a.staging)
     try:
         m.setup()
         res = m.run_to_end(approve=a.approve)
@@ -280,7 +333,9 @@ def main(argv=None) -> int:
             say(f"FAILED: {s['cmp']}")
         else:
             say(f"OK: {s['items_copied']} items copied, {s['changes_applied']} changes applied, final lag "
-                f"{s['final_lag_seconds']} s, zero differences; report {s['report']}")
+                f"{s['final_lag_seconds']} s, zero differences")
+            say(f"audit report (HTML, with pictures): {s['audit_report']}")
+            say(f"audit report (JSON): {s['audit_report_json']}")
         return 0 if ok else 1
     finally:
         if not a.keep:

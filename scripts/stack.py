@@ -163,6 +163,165 @@ def mysql_conn_uri(ep: dict, schema: str = "") -> str:
                        "password": ep["password"], "schema": schema})
 
 
+POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB = "airflow", "airflow-local", "airflow"
+
+
+def _postgres_bindir() -> Path:
+    """Debian's PostgreSQL server binaries (newest major version), else whatever initdb is on PATH."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    if found:
+        return found[-1].parent
+    if shutil.which("initdb"):
+        return Path(shutil.which("initdb")).parent
+    raise RuntimeError("PostgreSQL server not found (initdb): run `make deps` (installs Debian's postgresql)")
+
+
+def _postgres_os_user() -> tuple[int, int] | None:
+    """PostgreSQL refuses to run as root: as root, run it as the ``postgres`` OS user (Debian's package
+    creates it), else ``nobody``; as any other user, run it as that user (None)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in ("postgres", "nobody"):
+        try:
+            pw = pwd.getpwnam(name)
+            return pw.pw_uid, pw.pw_gid
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and there is no `postgres` (or `nobody`) OS user to run PostgreSQL as")
+
+
+def _as_user(ids: tuple[int, int] | None) -> dict:
+    return {} if ids is None else {"user": ids[0], "group": ids[1], "extra_groups": []}
+
+
+def start_postgres(state: Path, port: int | None = None, name: str = "postgres") -> dict:
+    """A private PostgreSQL (Airflow's metadata DB for the CeleryExecutor run), bound to 127.0.0.1, its unix
+    socket in its own directory, durability off (a throwaway test/demo database), with database and user
+    ``airflow`` (password ``airflow-local``).
+
+    As root the server runs as the ``postgres`` OS user, and its data directory is a private (0700) directory
+    under the system temp dir that this user owns, since the state dir's parents may not be reachable by it
+    (e.g. pytest's 0700 tmp_path); ``<state>/<name>.json`` records it and :func:`stop_postgres` removes it.
+    Stoppable by :func:`stop_postgres` (fast shutdown, then removes the data) or by :func:`down`."""
+    import tempfile
+
+    import psycopg2
+
+    bindir = _postgres_bindir()
+    state = Path(state).absolute()
+    state.mkdir(parents=True, exist_ok=True)
+    ids = _postgres_os_user()
+    if ids is None:
+        base = state / name
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(mode=0o700)
+    else:
+        base = Path(tempfile.mkdtemp(prefix=f"turnout-{name}-"))
+        os.chown(base, *ids)
+    data, sock = base / "data", base / "sock"
+    port = port or free_port()
+    (state / f"{name}.json").write_text(json.dumps({"dir": str(base), "private_dir": ids is not None}))
+    for d in (data, sock):
+        d.mkdir(mode=0o700)
+        if ids is not None:
+            os.chown(d, *ids)
+    out = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
+                          "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
+                          "--no-instructions"], capture_output=True, text=True, cwd=str(base), **_as_user(ids))
+    if out.returncode:
+        raise RuntimeError(f"initdb failed ({out.returncode}): {out.stderr[-2000:]}")
+    log = open(state / f"{name}.log", "ab")
+    proc = subprocess.Popen([str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
+                             "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
+                             "-c", "shared_buffers=64MB", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                             "-c", "full_page_writes=off", "-c", "log_min_messages=warning"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(base),
+                            start_new_session=True, **_as_user(ids))
+    (state / f"{name}.pid").write_text(str(proc.pid))
+    wait_port(port, 60, proc, f"PostgreSQL ({name})")
+    deadline = time.time() + 60
+    while True:  # the port may answer while the server is still starting up
+        try:
+            conn = psycopg2.connect(host=str(sock), port=port, user="postgres", dbname="postgres", connect_timeout=5)
+            break
+        except psycopg2.OperationalError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"PostgreSQL ({name}) did not accept connections; see {state / f'{name}.log'}")
+            time.sleep(0.1)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE ROLE {POSTGRES_USER} LOGIN PASSWORD %s", (POSTGRES_PASSWORD,))
+            cur.execute(f"CREATE DATABASE {POSTGRES_DB} OWNER {POSTGRES_USER}")
+    finally:
+        conn.close()
+    dsn = f"postgresql://{POSTGRES_USER}:{POSTGRES_PASSWORD}@127.0.0.1:{port}/{POSTGRES_DB}"
+    return {"name": name, "endpoint": f"postgresql://127.0.0.1:{port}", "host": "127.0.0.1", "port": port,
+            "pid": proc.pid, "user": POSTGRES_USER, "password": POSTGRES_PASSWORD, "database": POSTGRES_DB,
+            "dsn": dsn, "socket_dir": str(sock), "data_dir": str(data)}
+
+
+def stop_postgres(state: Path, name: str = "postgres", timeout: float = 20) -> None:
+    """Fast shutdown (SIGINT: running sessions are cut), then SIGTERM/SIGKILL of its process group if need be;
+    removes the data directory it made."""
+    state = Path(state)
+    pidfile = state / f"{name}.pid"
+    if pidfile.exists():
+        try:
+            pid = int(pidfile.read_text().strip())
+        except ValueError:
+            pid = 0
+        if pid and _alive(pid):
+            stop_pid(pid, timeout=timeout, sig=signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+        pidfile.unlink(missing_ok=True)
+    info = state / f"{name}.json"
+    if info.exists():
+        shutil.rmtree(json.loads(info.read_text())["dir"], ignore_errors=True)
+        info.unlink()
+
+
+def start_redis(state: Path, port: int | None = None, name: str = "redis") -> dict:
+    """A private Redis (the Celery broker for the CeleryExecutor run) on 127.0.0.1, no persistence."""
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(exe).exists():
+        raise RuntimeError("redis-server not found: run `make deps` (installs Debian's redis-server)")
+    state = Path(state).absolute()
+    d = state / name
+    d.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    proc = _spawn(name, [exe, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
+                         "--save", "", "--appendonly", "no", "--dir", str(d), "--daemonize", "no",
+                         "--databases", "4", "--loglevel", "warning"], state)
+    wait_port(port, 30, proc, f"Redis ({name})")
+    deadline = time.time() + 30
+    while True:  # answers PING once loaded
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"Redis ({name}) did not answer PING; see {state / f'{name}.log'}")
+        time.sleep(0.1)
+    return {"name": name, "endpoint": f"redis://127.0.0.1:{port}", "url": f"redis://127.0.0.1:{port}/0",
+            "port": port, "pid": proc.pid}
+
+
+def stop_redis(state: Path, name: str = "redis") -> None:
+    pidfile = Path(state) / f"{name}.pid"
+    if pidfile.exists():
+        try:
+            stop_pid(int(pidfile.read_text().strip()))
+        except ValueError:
+            pass
+        pidfile.unlink(missing_ok=True)
+
+
 def up(state: Path) -> dict:
     state = state.absolute()
     existing = state / "endpoints.json"
@@ -195,14 +354,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def stop_pid(pid: int, timeout: float = 10) -> None:
+def signal_group(pid: int, sig: int) -> bool:
+    """Signal pid's process group, or pid alone when it leads none; False when neither exists."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, sig)
     except OSError:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         except OSError:
-            return
+            return False
+    return True
+
+
+def stop_pid(pid: int, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+    """Signal the process group (or the process), wait up to timeout, then SIGKILL what is left."""
+    if not signal_group(pid, sig):
+        return
     deadline = time.time() + timeout
     while time.time() < deadline and _alive(pid):
         try:

@@ -131,6 +131,9 @@ def check_broker_and_db(doc: dict) -> None:
             assert url.scheme == scheme and url.hostname == "postgres", f"{name}: {key}"
             assert (url.username, url.password, url.path.strip("/")) == (
                 pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]), f"{name}: {key}"
+        # capture/apply hold their Celery message for the whole migration: no redelivery after Redis's 24 h default
+        vt = int(env.get("AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT", 86400))
+        assert vt >= 7 * 86400, f"{name}: visibility_timeout {vt} s would redeliver a days-long capture task"
 
 
 def check_staging(doc: dict) -> None:
