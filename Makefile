@@ -6,7 +6,7 @@ ITEMS ?= 100000
 DEMO_ARGS ?=
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)/scripts
 
-.PHONY: deps demo test test-unit stack-up stack-down bench bench-mysql bench-mongo clean
+.PHONY: deps demo test test-unit stack-up stack-down bench bench-mysql bench-mongo bench-status clean
 
 deps:
 	@scripts/install_deps.sh
@@ -34,6 +34,9 @@ bench-mysql: deps
 
 bench-mongo: deps
 	$(PY) bench/bench_mongo.py $(BENCH_ARGS)
+
+bench-status: deps
+	$(PY) bench/bench_status.py $(BENCH_ARGS)
 
 clean: stack-down
 	rm -rf .demo test-artifacts

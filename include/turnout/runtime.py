@@ -102,7 +102,9 @@ class Context:
         self.log.info("TURNOUT phase=%s %s", phase, parts)
 
     def whoami(self) -> dict:
-        return {"host": socket.gethostname(), "pid": os.getpid()}
+        """Who does the work: the worker's name (TURNOUT_WORKER_NAME, set where several workers share a host)
+        or the host name, and the process id (recorded in heartbeats, load progress and done markers)."""
+        return {"host": os.environ.get("TURNOUT_WORKER_NAME") or socket.gethostname(), "pid": os.getpid()}
 
 
 def codec_for(kind: str):

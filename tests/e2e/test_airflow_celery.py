@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 import demo
+from turnout.status import migration_status
 
 pytestmark = [pytest.mark.server, pytest.mark.airflow]
 
@@ -77,6 +78,10 @@ def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration
     assert stage.url.startswith("s3://")
     loaded = sum(stage.get_json(k)["written"] for k in stage.list("load/done/"))
     assert loaded >= 3000
+    # staging says the same as Airflow: the load units' progress files name both workers
+    status = migration_status(stage)
+    assert set(status["load"]["workers"]) == WORKERS and status["load"]["written"] == loaded
+    assert status["phase"] == "cut over" and status["reports"].keys() == {"validation", "cutover"}
     rep = m.staged("reports/cutover.json")
     assert rep and rep["validation"]["ok"] and rep["validation"]["differences"] == 0
     assert rep["changes_applied"] > 0
