@@ -23,3 +23,11 @@ def route_migration(tmp_path, artifacts_dir):
         for f in (m.workdir / "airflow").glob("*.log"):
             (artifacts_dir / f"{tmp_path.name}-{f.name}").write_bytes(f.read_bytes()[-200_000:])
         m.teardown()
+
+
+@pytest.fixture()
+def browser():
+    from browser import chromium
+
+    with chromium() as ctx:
+        yield ctx

@@ -1,5 +1,9 @@
 """The scale-out path without Docker: the CeleryExecutor with a PostgreSQL metadata DB, a Redis broker and two
-`airflow celery worker` processes, staging on S3 (the stack's moto), running the live migration end to end.
+`airflow celery worker` processes, staging on S3 (the stack's moto), running the live migration end to end —
+watched the way its operator watches it: headless Chromium logs into Airflow, opens the Migrations view from
+Airflow's nav while the writer still writes and checks its numbers against staging, follows the link to the
+waiting approval, and after the cutover opens the audit report and counts the pixels its pictures paint.
+Screenshots are test artifacts.
 
 Each worker reports its own hostname (worker-1, worker-2). The mapped export and load tasks are routed
 round-robin by map index to a queue per worker (turnout_airflow.worker.spread_mapped_tasks; both workers also
@@ -11,9 +15,14 @@ through S3 staging, so tasks on different workers see each other's work exactly 
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+
 import pytest
 
 import demo
+from browser import NAME, attrs, login, open_row, painted
 from turnout.status import migration_status
 
 pytestmark = [pytest.mark.server, pytest.mark.airflow]
@@ -35,21 +44,73 @@ def celery_migration(tmp_path, artifacts_dir):
         m.teardown()
 
 
-def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration):
+def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration, browser, artifacts_dir):
     m = celery_migration
     af = m.af
     assert af.executor == "celery" and set(af.workers) == WORKERS
     assert af.celery_ping() == {f"celery@{w}" for w in WORKERS}
+    st = m.stage()
+    page = browser.new_page()
+    # without a login the view answers 401: it is behind Airflow's authentication
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(af.url + "/turnout/migrations", timeout=30)
+    assert denied.value.code == 401
+    login(page, m)
 
     running_on: set[str] = set()
+    seen: dict[str, dict] = {}
 
-    def tick(states, run_id):  # which workers hold running mapped tasks midway
-        if "running" in states.get("export", []) + states.get("load", []):
+    def look_live() -> None:
+        """The view during the catch-up, writer on: its numbers are the migration's state in staging."""
+        before = migration_status(st)
+        row = open_row(page, m)
+        shown = attrs(row)
+        after = migration_status(st)
+        page.screenshot(path=str(artifacts_dir / "migrations-view-live.png"), full_page=True)
+        assert shown["staging-phase"] == before["phase"] == after["phase"] == "catch-up", (shown, before["phase"])
+        assert int(shown["chunks-done"]) == after["load"]["chunks_done"] == after["load"]["chunks"] > 0
+        assert int(shown["chunks-total"]) == after["load"]["chunks"]
+        assert int(shown["segments-done"]) == int(shown["segments-total"]) == after["export"]["segments"] == 4
+        assert int(shown["items"]) == after["load"]["written"] >= 3000
+        assert before["lag"]["captured"] <= int(shown["captured"]) <= after["lag"]["captured"]
+        assert before["lag"]["applied"] <= int(shown["applied"]) <= after["lag"]["applied"]
+        assert 0 <= int(shown["backlog"]) <= max(after["lag"]["captured"] - before["lag"]["applied"], 0)
+        assert 0 <= float(shown["lag"]) <= max(before["lag"]["lag_seconds"], after["lag"]["lag_seconds"]) + 30
+        assert int(shown["lag-samples"]) >= 3
+        assert set(row.locator(".chunks small").inner_text().removeprefix("on ").split(", ")) == WORKERS
+        frame = page.locator("iframe").first.element_handle().content_frame()
+        spark = painted(page, f'tr.migration[data-name="{NAME}"] svg.spark', frame)
+        assert spark["width"] > 100 and spark["blue"] > 20, spark  # the lag line is drawn
+        logs = row.locator("a.log")
+        hrefs = [logs.nth(i).get_attribute("href") for i in range(logs.count())]
+        assert any(h.endswith("/tasks/export/mapped/0") for h in hrefs) and any("/tasks/capture" in h for h in hrefs)
+        seen["live"] = shown
+
+    def look_approval() -> None:
+        """The approval waits: the view says so and its link opens Airflow's Required actions page."""
+        row = open_row(page, m)
+        assert row.get_attribute("data-phase") == "awaiting cutover approval"
+        link = row.locator("a.approve")
+        assert link.get_attribute("href").endswith("/required_actions")
+        link.click()
+        page.wait_for_url("**/required_actions**", timeout=30_000)
+        page.get_by_text(f"Cut over {NAME}?").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(artifacts_dir / "migrations-required-actions.png"), full_page=True)
+        seen["approval"] = {"phase": "awaiting cutover approval"}
+
+    def tick(states, run_id):
+        if "running" in states.get("export", []) + states.get("load", []):  # which workers hold mapped tasks
             running_on.update(t["hostname"] for t in af.task_instances(m.dag_id, run_id)
                               if t["task_id"] in ("export", "load") and t["state"] == "running" and t["hostname"])
+        if ("live" not in seen and states.get("catch_up", [""])[0] in ("running", "deferred")
+                and len(st.get_json("reports/lag-history.json") or []) >= 3):
+            look_live()
+        if "approval" not in seen and "awaiting_input" in states.get("approve_cutover", []):
+            look_approval()
 
     res = m.run_to_end(timeout=900, on_tick=tick)
     assert res["state"] == "success", res
+    assert set(seen) == {"live", "approval"}, seen
     assert res["writer"]["delete"] > 0 and res["writer"]["put_again"] > 0
     run_id = res["run_id"]
 
@@ -95,3 +156,37 @@ def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration
         t = next(t for t in exports if t["hostname"] == worker)
         log = af.log(m.dag_id, run_id, "export", t["try_number"], t["map_index"])
         assert "TURNOUT phase=export" in log, (worker, log[-2000:])
+
+    # small XCom summaries (counts, never data) and parseable progress lines in the task logs
+    exp = af.xcom(m.dag_id, run_id, "export", 0)
+    assert set(exp) >= {"segment", "items", "chunks"} and len(json.dumps(exp)) < 500
+    cu = af.xcom(m.dag_id, run_id, "catch_up")
+    assert cu["lag_seconds"] <= 90 and "backlog" in cu
+    val_log = af.log(m.dag_id, run_id, "validate")
+    assert "TURNOUT validation OK" in val_log and "TURNOUT report stage=validation" in val_log
+    assert "reports/audit-cutover.html" in af.log(m.dag_id, run_id, "cutover")
+
+    # after the cutover: the view says so, and the audit report (JSON + HTML in S3 staging) renders its pictures
+    row = open_row(page, m)
+    done = migration_status(st)
+    assert row.get_attribute("data-phase") == "cut over" == done["phase"]
+    assert row.get_attribute("data-validation") == "ok" and done["validation"]["final"]
+    page.screenshot(path=str(artifacts_dir / "migrations-view-cut-over.png"), full_page=True)
+    rep = st.get_json("reports/audit-cutover.json")
+    assert rep["validation"]["differences"] == 0 and rep["approval"]["approved_by"] == af.user
+    assert rep["changes"]["applied"] == done["lag"]["applied"] > 0
+    assert set(rep["counts"]["load"]["workers"]) == WORKERS
+    assert row.locator("a", has_text="cutover report").get_attribute("href") == f"migrations/{NAME}/report/cutover"
+    page.goto(af.url + f"/turnout/migrations/{NAME}/report/cutover")  # where that link leads (same cookie)
+    assert "Validation PASSED: zero differences" in page.locator("body").inner_text()
+    page.screenshot(path=str(artifacts_dir / "audit-report-cutover.png"), full_page=True)
+    lag_pic = painted(page, "svg#lag-chart")
+    bars = painted(page, "svg#throughput-chart")
+    assert lag_pic["width"] == 640 and lag_pic["blue"] > 200, lag_pic  # the lag line
+    assert bars["green"] > 1000, bars  # the throughput bars
+    pts = page.locator("svg#lag-chart polyline").get_attribute("points").split()
+    assert len(pts) == rep["lag"]["samples"] >= 3
+    with urllib.request.urlopen(urllib.request.Request(
+            af.url + f"/turnout/migrations/{NAME}/report/cutover?format=json",
+            headers={"Authorization": f"Bearer {af.token()}"}), timeout=30) as r:
+        assert json.loads(r.read())["spec_digest"] == rep["spec_digest"]
