@@ -211,6 +211,11 @@ def render_row(row: dict, report_base: str) -> str:
                  f'differences{" (final)" if val.get("final") else ""}')
     else:
         vtext = "not yet"
+    dead = sum((st.get("dead_letter_files") or {}).values())
+    if dead:  # fail closed, and say so where the operator looks
+        vtext += (f'<br><span class="bad dead">dead letters: {dead} files '
+                  f'({e(", ".join(sorted(st["dead_letter_files"])))})</span>')
+    verdict = (st.get("preflight") or {}).get("verdict") or ""
     logs = []
     for task in MAIN_TASKS:
         for ti in sorted(row.get("tasks", {}).get(task, []), key=lambda t: t["map_index"]):
@@ -230,10 +235,10 @@ data-segments-total="{exp.get('segments', 0)}" data-items="{load.get('written', 
 data-backlog="{lag.get('backlog', '')}" data-lag="{lag.get('lag_seconds', '')}" \
 data-captured="{lag.get('captured', '')}" data-applied="{lag.get('applied', '')}" \
 data-lag-samples="{len(st.get('lag_history') or [])}" \
-data-validation="{'' if not val else 'ok' if val.get('ok') else 'failed'}">
+data-validation="{'' if not val else 'ok' if val.get('ok') else 'failed'}" data-dead-letter-files="{dead}">
 <td><b>{e(row['name'])}</b><br><small>{e(row['route'])}<br>run: {e(str((row.get('run') or {}).get('state')))}</small>
 {('<br><span class="bad">' + e(row['error']) + '</span>') if row.get('error') else ''}</td>
-<td class="phase">{e(row['phase'])}{('<br>' + approval) if approval else ''}</td>
+<td class="phase" title="{e(verdict)}">{e(row['phase'])}{('<br>' + approval) if approval else ''}</td>
 <td class="chunks">export {exp.get('segments_done', 0)}/{exp.get('segments', 0)} segments<br>
 load <b>{load.get('chunks_done', 0)}/{load.get('chunks', 0)}</b> chunks{('<br><small>on ' + e(workers) + '</small>') if workers else ''}</td>
 <td class="items">{_n(load.get('written', 0))}<br><small>exported {_n(exp.get('items', 0))}</small></td>

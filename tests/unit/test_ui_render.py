@@ -54,6 +54,14 @@ def test_row_carries_the_status_numbers_and_escapes_names():
     assert {"href": "migrations/orders<&>/report/validation"}.items() <= links[-1].items()
 
 
+def test_dead_letters_show_in_red():
+    tr = _tr(ui.render_row(_row(_status(dead_letter_files={"load": 2, "apply": 1})), "migrations"))
+    assert tr.get("data-dead-letter-files") == "3"
+    dead = [x for x in tr.iter("span") if "dead" in (x.get("class") or "")]
+    assert dead and "3 files (apply, load)" in dead[0].text
+    assert _tr(ui.render_row(_row(_status()), "migrations")).get("data-dead-letter-files") == "0"
+
+
 def test_sparkline_draws_every_sample_inside_the_box():
     svg = ET.fromstring(ui.sparkline(_status()["lag_history"]))
     pts = [tuple(map(float, p.split(","))) for p in svg.find("polyline").get("points").split()]
