@@ -277,6 +277,21 @@ class Migration:
         run = self.af.run(self.dag_id, run_id)
         return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed}
 
+    def audit_report_paths(self, stage) -> dict:
+        """Where the cutover's audit report is; with S3 staging (gone with the stack) also copied into the workdir."""
+        out = {"audit_report": None, "audit_report_json": None}
+        for key, ext in (("audit_report", "html"), ("audit_report_json", "json")):
+            name = f"reports/audit-cutover.{ext}"
+            if not stage.exists(name):
+                continue
+            out[key] = f"{stage.url}/{name}"
+            if self.staging_kind == "s3":
+                local = self.workdir / "reports" / f"audit-cutover.{ext}"
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(stage.get_bytes(name))
+                out[key] = f"{local} (copied from {stage.url}/{name})"
+        return out
+
     def summary(self) -> dict:
         stage = self.stage()
         rep = self.staged("reports/cutover.json") or {}
@@ -299,9 +314,7 @@ class Migration:
             "final_lag_seconds": rep.get("final_lag_seconds"),
             "validation": rep.get("validation"),
             "report": f"{stage.url}/reports/cutover.json",
-            "audit_report": f"{stage.url}/reports/audit-cutover.html" if stage.exists("reports/audit-cutover.html")
-            else None,
-            "audit_report_json": f"{stage.url}/reports/audit-cutover.json",
+            **self.audit_report_paths(stage),
             "route": self.route,
             "independent_full_compare": {k: cmp[k] for k in ("source", "target", "differences")},
             "cmp": cmp,

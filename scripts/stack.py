@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from concurrent.futures import ThreadPoolExecutor
 import os
 import shutil
 import signal
@@ -330,20 +331,41 @@ def up(state: Path) -> dict:
         if all(_alive(e["pid"]) for e in eps.values()):
             return eps
         down(state)
-    eps = {}
-    try:
-        eps["source"] = start_dynamodb("ddb-source", state)
-        eps["target"] = start_dynamodb("ddb-target", state)
-        eps["s3"] = start_moto(state)
-        eps["cosmos"] = start_cosmos(state)
-        eps["mariadb"] = start_mariadb(state)
-        eps["mongo_source"] = start_mongo("mongo-source", state)
-        eps["mongo_target"] = start_mongo("mongo-target", state)
-    except Exception:
+    # all at once: each server's start-up is mostly waiting (JVM, node, InnoDB), so the stack is up in about
+    # the time of its slowest server rather than the sum of all
+    ports = distinct_ports(len(STARTERS))
+    with ThreadPoolExecutor(len(STARTERS)) as pool:
+        futures = {key: pool.submit(start, state, port) for (key, start), port in zip(STARTERS, ports)}
+    failed = [f"{key}: {f.exception()}" for key, f in futures.items() if f.exception() is not None]
+    if failed:
         down(state)
-        raise
+        raise RuntimeError("the local stack did not start: " + "; ".join(failed))
+    eps = {key: f.result() for key, f in futures.items()}
     existing.write_text(json.dumps(eps, indent=2))
     return eps
+
+
+STARTERS = (
+    ("source", lambda state, port: start_dynamodb("ddb-source", state, port)),
+    ("target", lambda state, port: start_dynamodb("ddb-target", state, port)),
+    ("s3", start_moto),
+    ("cosmos", start_cosmos),
+    ("mariadb", start_mariadb),
+    ("mongo_source", lambda state, port: start_mongo("mongo-source", state, port)),
+    ("mongo_target", lambda state, port: start_mongo("mongo-target", state, port)),
+)
+
+
+def distinct_ports(n: int) -> list[int]:
+    """n free loopback ports, distinct from each other (all bound at once while the OS picks them)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sk in socks:
+            sk.bind(("127.0.0.1", 0))
+        return [sk.getsockname()[1] for sk in socks]
+    finally:
+        for sk in socks:
+            sk.close()
 
 
 def _alive(pid: int) -> bool:
