@@ -15,6 +15,7 @@ Staging layout under ``<staging url>/<migration name>/``::
 from __future__ import annotations
 
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
@@ -32,6 +33,7 @@ from .status import lag_status, record_lag as _record_lag  # noqa: F401  (lag_st
 # used only for the preflight estimate when the spec sets no rate limit).
 ASSUMED_ITEMS_PER_TASK_SECOND = 4000
 STREAM_RETENTION_HOURS = 24
+PROGRESS_SECONDS = 10.0  # how often long tasks log a progress line
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -629,7 +631,7 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
     bucket = TokenBucket(rate)
     batch_n = sink.capabilities.max_batch_items
     totals = {"chunks": 0, "skipped": 0, "items": 0, "written": 0, "rejected": 0}
-    t0, last_log = time.monotonic(), 0.0
+    t0 = time.monotonic()
     chunks = lp["groups"][group]
     unit_key = f"load/units/unit-{group:05d}.json"
     prev = st.get_json(unit_key) or {}
@@ -648,54 +650,75 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
         if write:
             st.put_json(unit_key, unit)
 
-    with ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
-        for chunk in chunks:
-            dk = _done_key(chunk)
-            if finished(chunk):
-                totals["skipped"] += 1
-                unit_progress(st.get_json(dk), write=False)  # counted; written with the next chunk
-                continue
-            if on_chunk:
-                on_chunk(chunk)
-            items, bad = [], []
-            for n, (rec, why) in enumerate(read_chunk(ctx, chunk), 1):
-                if why is not None:
-                    bad.append((rec, why))
+    lock, live = threading.Lock(), {"written": 0}
+    chunk_items = ctx.spec.export.chunk_items
+
+    def say_progress() -> None:
+        """done/total chunks, items acknowledged so far (mid-chunk too), rate and ETA."""
+        now = time.monotonic()
+        with lock:
+            written = live["written"]
+        rate_now = written / max(now - t0, 1e-6)
+        left = (len(chunks) - totals["chunks"] - totals["skipped"]) * chunk_items
+        ctx.progress("load", unit=group, done=totals["chunks"] + totals["skipped"], total=len(chunks),
+                     items=written, rate=f"{rate_now:.0f}/s", eta_s=f"{left / rate_now:.0f}" if rate_now else "?")
+
+    stop_ticking = threading.Event()
+
+    def tick() -> None:  # a steady pace, even while one slow (rate-limited) chunk is being written
+        while not stop_ticking.wait(PROGRESS_SECONDS):
+            say_progress()
+
+    ticker = threading.Thread(target=tick, name=f"load-{group}-progress", daemon=True)
+    ticker.start()
+    try:
+        with ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
+            for chunk in chunks:
+                dk = _done_key(chunk)
+                if finished(chunk):
+                    totals["skipped"] += 1
+                    unit_progress(st.get_json(dk), write=False)  # counted; written with the next chunk
                     continue
-                try:
-                    items.append(tr.item(rec))
-                except RecordError as exc:
-                    bad.append((rec, f"{chunk} record {n}: {exc}"))
+                if on_chunk:
+                    on_chunk(chunk)
+                items, bad = [], []
+                for n, (rec, why) in enumerate(read_chunk(ctx, chunk), 1):
+                    if why is not None:
+                        bad.append((rec, why))
+                        continue
+                    try:
+                        items.append(tr.item(rec))
+                    except RecordError as exc:
+                        bad.append((rec, f"{chunk} record {n}: {exc}"))
 
-            def write(batch):
-                bucket.take(len(batch))
-                return sink.write_items(batch)
+                def write(batch):
+                    bucket.take(len(batch))
+                    r = sink.write_items(batch)
+                    with lock:
+                        live["written"] += r.written  # acknowledged by the target: the progress line may count it
+                    return r
 
-            results = list(pool.map(write, [items[i : i + batch_n] for i in range(0, len(items), batch_n)]))
-            written = sum(r.written for r in results)
-            rejected = bad + [rj for r in results for rj in r.rejected]
-            name = chunk.removeprefix("export/").replace("/", "-").removesuffix(".jsonl.gz").removesuffix(".bson")
-            if rejected:
-                dead_letter(ctx, "load", name, rejected, ctx.target_codec)
-            elif st.exists(f"deadletter/load/{name}.jsonl.gz"):
-                st.delete(f"deadletter/load/{name}.jsonl.gz")  # re-driven: everything is in the target now
-                ctx.log.info("TURNOUT load re-drove %s: its dead letters are now written", chunk)
-            marker = {"items": len(items) + len(bad), "written": written, "rejected": len(rejected),
-                      "at": ctx.clock(), **ctx.whoami()}
-            st.put_json(dk, marker)
-            unit_progress(marker)
-            totals["chunks"] += 1
-            totals["items"] += len(items) + len(bad)
-            totals["written"] += written
-            totals["rejected"] += len(rejected)
-            now = time.monotonic()
-            if now - last_log > 10 or totals["chunks"] + totals["skipped"] == len(chunks):
-                last_log = now
-                rate_now = totals["written"] / max(now - t0, 1e-6)
-                left = len(chunks) - totals["chunks"] - totals["skipped"]
-                per_chunk = (now - t0) / max(totals["chunks"], 1)
-                ctx.progress("load", unit=group, done=totals["chunks"] + totals["skipped"], total=len(chunks),
-                             items=totals["written"], rate=f"{rate_now:.0f}/s", eta_s=f"{left * per_chunk:.0f}")
+                results = list(pool.map(write, [items[i : i + batch_n] for i in range(0, len(items), batch_n)]))
+                written = sum(r.written for r in results)
+                rejected = bad + [rj for r in results for rj in r.rejected]
+                name = chunk.removeprefix("export/").replace("/", "-").removesuffix(".jsonl.gz").removesuffix(".bson")
+                if rejected:
+                    dead_letter(ctx, "load", name, rejected, ctx.target_codec)
+                elif st.exists(f"deadletter/load/{name}.jsonl.gz"):
+                    st.delete(f"deadletter/load/{name}.jsonl.gz")  # re-driven: everything is in the target now
+                    ctx.log.info("TURNOUT load re-drove %s: its dead letters are now written", chunk)
+                marker = {"items": len(items) + len(bad), "written": written, "rejected": len(rejected),
+                          "at": ctx.clock(), **ctx.whoami()}
+                st.put_json(dk, marker)
+                unit_progress(marker)
+                totals["chunks"] += 1
+                totals["items"] += len(items) + len(bad)
+                totals["written"] += written
+                totals["rejected"] += len(rejected)
+    finally:
+        stop_ticking.set()
+        ticker.join()
+    say_progress()
     unit_progress({}, final=not totals["rejected"])
     if totals["rejected"]:
         raise DeadLetterError(

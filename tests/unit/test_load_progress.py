@@ -1,0 +1,62 @@
+"""A load task logs progress at a steady pace, even inside one slow chunk, and keeps its unit's progress file for
+the Migrations view (pure unit: local staging, a slow fake sink)."""
+
+import logging
+import re
+import time
+
+from turnout import phases
+from turnout.adapters.base import Capabilities, WriteResult
+from turnout.runtime import Context
+from turnout.spec import parse_spec
+from turnout.staging import LocalStaging
+from turnout.transform import Transform
+
+SPEC = parse_spec("""\
+name: t
+source: {kind: dynamodb, conn_id: s, table: t}
+target: {kind: dynamodb, conn_id: d, table: t}
+staging: {url: /tmp/unused}
+export: {chunk_items: 400}
+load: {concurrency: 2}
+""")
+
+
+class SlowSink:
+    capabilities = Capabilities(max_batch_items=25, max_item_bytes=1000)
+
+    def __init__(self, seconds_per_batch: float):
+        self.seconds, self.items = seconds_per_batch, []
+
+    def write_items(self, items):
+        time.sleep(self.seconds)
+        self.items.extend(items)
+        return WriteResult(written=len(items))
+
+
+def test_progress_lines_come_at_a_steady_pace_inside_one_slow_chunk(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(phases, "PROGRESS_SECONDS", 0.1)
+    sink = SlowSink(0.06)  # 16 batches of 25 over 2 threads: ~0.5 s for the one chunk
+    ctx = Context(spec=SPEC, staging=LocalStaging(tmp_path), source_config=None, target_config=None,
+                  log=logging.getLogger("turnout.t"))
+    ctx.__dict__["sink"] = sink
+    ctx.__dict__["transform"] = Transform(("pk",))
+    records = [{"pk": {"S": f"k{i:04d}"}, "x": {"N": str(i)}} for i in range(400)]
+    ctx.staging.put_json("state/export_plan.json", {"segments": 1, "mode": "scan"})
+    key, _ = phases._write_chunk(ctx, 0, 0, records)
+    ctx.staging.put_json("export/seg-00000/checkpoint.json",
+                         {"chunks": [{"key": key, "items": 400}], "items": 400, "done": True})
+    assert phases.plan_load(ctx) == [0]
+
+    with caplog.at_level(logging.INFO, logger="turnout.t"):
+        out = phases.load_chunk(ctx, 0)
+    assert out["written"] == 400 and len(sink.items) == 400
+    lines = [r.getMessage() for r in caplog.records if "TURNOUT phase=load" in r.getMessage()]
+    parsed = [dict(re.findall(r"(\w+)=(\S+)", ln)) for ln in lines]
+    mid = [p for p in parsed if p["done"] == "0"]
+    assert len(mid) >= 2, lines  # lines while the only chunk was still being written
+    counts = [int(p["items"]) for p in parsed]
+    assert counts == sorted(counts) and 0 < counts[len(mid) - 1] < 400 and counts[-1] == 400, lines
+    assert parsed[-1]["done"] == parsed[-1]["total"] == "1" and all(p["rate"].endswith("/s") for p in parsed)
+    unit = ctx.staging.get_json("load/units/unit-00000.json")
+    assert (unit["chunks_done"], unit["written"], unit["rejected"]) == (1, 400, 0) and unit["finished_at"]
