@@ -54,13 +54,23 @@ def lag_status(ctx_or_staging, now: float | None = None) -> dict:
 LAG_FIELDS = ("at", "lag_seconds", "backlog", "captured", "applied")
 
 
-def record_lag(staging, sample: dict, keep: int = 5000) -> None:
+def record_lag(staging, sample: dict, keep: int = 2000, min_interval: float = 5.0) -> bool:
     """Append one lag sample to ``reports/lag-history.json`` (the UI's chart and the report's picture).
-    Written by the apply (every progress line), the catch-up gate (every look) and the cutover drain;
-    two writers racing can lose a sample, never corrupt the file (each put replaces the whole object)."""
+
+    Written by the capture and the apply (every progress line), the catch-up gate (every look) and the cutover
+    drain; a sample closer than ``min_interval`` to the last one is dropped. Two writers racing can lose a sample,
+    never corrupt the file (each put replaces the whole object). The history covers the whole migration at a
+    bounded size: past ``keep`` samples, every other sample of the older half goes, so days-old lag stays in the
+    picture at a coarser grain while the last hours keep every sample. Returns whether the sample was kept."""
     hist = staging.get_json("reports/lag-history.json") or []
+    if hist and sample["at"] - hist[-1]["at"] < min_interval:
+        return False
     hist.append({k: sample[k] for k in LAG_FIELDS if k in sample})
-    staging.put_json("reports/lag-history.json", hist[-keep:])
+    if len(hist) > keep:
+        half = len(hist) // 2
+        hist = hist[:half:2] + hist[half:]
+    staging.put_json("reports/lag-history.json", hist)
+    return True
 
 
 def _span(rows: list[dict]) -> tuple[float | None, float | None]:
