@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.server, pytest.mark.airflow]
 
 def test_live_mysql_migration_with_key_redesign_on_a_real_scheduler(route_migration):
     m = route_migration(items=4000, writer_rate=30, route="mysql-dynamodb")
-    res = m.run_to_end(timeout=900, kill=True)
+    # the load is slowed (300 items/s over the parallel tasks) so a load task is surely seen running, and killed
+    res = m.run_to_end(conf={"write_items_per_second": 300}, timeout=900, kill=True)
     assert res["state"] == "success", res
     assert set(res["killed"]) == {"load", "capture"}, res["killed"]
     w = res["writer"]
