@@ -216,7 +216,7 @@ class LocalAirflow:
                     pidfile.unlink()
         left = [d for pid in pids.values() for d in _descendants(pid)]
         for pid in pids.values():
-            _signal_group(pid, signal.SIGTERM)
+            stack.signal_group(pid, signal.SIGTERM)
         deadline = time.time() + timeout
         while time.time() < deadline and any(stack._alive(pid) for pid in pids.values()):
             for pid in pids.values():
@@ -227,7 +227,7 @@ class LocalAirflow:
             time.sleep(0.1)
         for comp, pid in pids.items():
             if stack._alive(pid):
-                _signal_group(pid, signal.SIGKILL)
+                stack.signal_group(pid, signal.SIGKILL)
             (self.home / f"{comp}.pid").unlink(missing_ok=True)
         for proc in left:
             try:
@@ -319,9 +319,6 @@ import urllib.parse  # noqa: E402  (used above)
 
 def kill_pid(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-
-
-_signal_group = stack.signal_group
 
 
 def _descendants(pid: int) -> list:

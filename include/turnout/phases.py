@@ -27,7 +27,7 @@ from .errors import DeadLetterError, PreflightError, RecordError, TurnoutError
 from .retry import TokenBucket
 from .relational import TABLE_ATTR as TABLE_ATTR_NAME
 from .runtime import Context, build_transform, key_types, source_schema
-from .status import lag_status, record_lag as _record_lag  # noqa: F401  (lag_status is part of this module's API)
+from .status import lag_status, record_lag  # lag_status stays part of this module's API
 
 # Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
 # used only for the preflight estimate when the spec sets no rate limit).
@@ -798,7 +798,7 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict:
             heartbeat()
         if now_m - last_log >= 10:
             last_log = now_m
-            record_lag(ctx, lag_status(ctx))  # the lag picture starts with the capture, not with the apply
+            record_lag(ctx.staging, lag_status(ctx))  # the lag picture starts with the capture, not with the apply
             ctx.progress("capture", records=ck["records"], files=ck["next_file"],
                          rate=f"{(ck['records'] - rec0) / max(now_m - started, 1e-6):.0f}/s", at_tip=at_tip)
         if at_tip:
@@ -931,7 +931,7 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
             if now_m - last_log >= 10:
                 last_log = now_m
                 lag = lag_status(ctx)
-                record_lag(ctx, lag)
+                record_lag(ctx.staging, lag)
                 ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"],
                              stale=ck["stale"], backlog=lag["backlog"], lag_s=lag["lag_seconds"],
                              rate=f"{(ck['consumed'] - consumed0) / max(now_m - started, 1e-6):.0f}/s",
@@ -946,11 +946,6 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
 
 
 # ---------------------------------------------------------------------------------- lag
-
-
-def record_lag(ctx: Context, sample: dict) -> None:
-    """Keep a lag history in staging (for the report's picture and the UI)."""
-    _record_lag(ctx.staging, sample)
 
 
 def catch_up_check(ctx: Context, state: dict) -> tuple[bool, dict]:
@@ -975,7 +970,7 @@ def catch_up_check(ctx: Context, state: dict) -> tuple[bool, dict]:
         raise TurnoutError(f"catch-up did not settle within {cu.timeout_hours} h (lag {s['lag_seconds']} s)")
     stable_for = s["at"] - state["under_since"] if "under_since" in state else 0.0
     s.update(alive=alive, stable_for=round(stable_for, 1), threshold=cu.lag_threshold_seconds)
-    record_lag(ctx, s)
+    record_lag(ctx.staging, s)
     return (under and stable_for >= cu.stable_seconds), s
 
 
@@ -1007,7 +1002,7 @@ def drain(ctx: Context, freeze_at: float) -> dict:
         ctx.progress("cutover_drain", backlog=s["backlog"], captured=s["captured"], applied=s["applied"],
                      tip_after_freeze=tip_after_freeze, quiet_for=f"{time.time() - quiet_since:.0f}s")
         if tip_after_freeze and quiet and s["backlog"] == 0:
-            record_lag(ctx, s)
+            record_lag(ctx.staging, s)
             return s
         if time.time() > deadline:
             raise TurnoutError(f"drain did not finish within {co.drain_timeout_seconds} s: {s}")
@@ -1052,9 +1047,7 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
     ctx.staging.put_json("state/cutover.json", summary)
     from .report import write_report
 
-    audit = write_report(ctx, "cutover", approval={
-        "approved_by": approved_by, "approved_at": approved_at or freeze_at,
-        "approved_at_iso": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(approved_at or freeze_at))})
+    audit = write_report(ctx, "cutover", approval={"approved_by": approved_by, "approved_at": approved_at or freeze_at})
     ctx.log.info("TURNOUT cutover complete; report at %s/reports/cutover.json, audit report %s", ctx.staging.url,
                  audit["html"])
     return summary | {"audit_report": audit["html"], "audit_report_json": audit["json"]}

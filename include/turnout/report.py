@@ -23,12 +23,6 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None
 
 
-def _rate(n: int | None, start: float | None, end: float | None) -> float | None:
-    if not n or not start or not end or end <= start:
-        return None
-    return round(n / (end - start), 1)
-
-
 def _changes(st, hist: list[dict]) -> dict:
     cap = st.get_json("capture/checkpoint.json") or {}
     app = st.get_json("apply/checkpoint.json") or {}
@@ -103,8 +97,9 @@ def build_report(st, spec, stage: str, *, approval: dict | None = None, now: flo
                                                   for h in hist]},
         "dead_letters": _dead_letters(st),
         "validation": validation,
-        "approval": approval or ({"approved_by": cutover.get("approved_by"), "approved_at": cutover.get("freeze_at"),
-                                  "approved_at_iso": _iso(cutover.get("freeze_at"))} if cutover else None),
+        "approval": ({**approval, "approved_at_iso": _iso(approval.get("approved_at"))} if approval else
+                     {"approved_by": cutover.get("approved_by"), "approved_at": cutover.get("freeze_at"),
+                      "approved_at_iso": _iso(cutover.get("freeze_at"))} if cutover else None),
         "cutover": cutover,
     }
 

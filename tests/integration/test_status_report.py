@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import xml.etree.ElementTree as ET
 
 import boto3
@@ -88,6 +89,7 @@ def test_status_follows_the_phases_and_the_reports_prove_the_run(stack):
     assert rep["dead_letters"] == {"total": 0, "files": []}
     assert rep["validation"]["final"] and rep["validation"]["differences"] == 0
     assert rep["approval"]["approved_by"] == "test" and rep["approval"]["approved_at"]
+    assert rep["approval"]["approved_at_iso"].startswith(time.strftime("%Y-", time.gmtime(rep["approval"]["approved_at"])))
     by_phase = {t["phase"]: t for t in rep["throughput"]}
     assert by_phase["load"]["items"] == s["load"]["written"] and by_phase["load"]["items_per_second"] > 0
     assert by_phase["export"]["items_per_second"] > 0
