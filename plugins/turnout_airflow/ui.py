@@ -232,7 +232,7 @@ def render_row(row: dict, report_base: str) -> str:
 data-staging-phase="{e(str(st.get('phase')))}" data-chunks-done="{load.get('chunks_done', 0)}" \
 data-chunks-total="{load.get('chunks', 0)}" data-segments-done="{exp.get('segments_done', 0)}" \
 data-segments-total="{exp.get('segments', 0)}" data-items="{load.get('written', 0)}" \
-data-backlog="{lag.get('backlog', '')}" data-lag="{lag.get('lag_seconds', '')}" \
+data-backlog="{lag.get('backlog', '')}" data-lag="{lag.get('lag_seconds', '')}" data-lag-at="{lag.get('at', '')}" \
 data-captured="{lag.get('captured', '')}" data-applied="{lag.get('applied', '')}" \
 data-lag-samples="{len(st.get('lag_history') or [])}" \
 data-validation="{'' if not val else 'ok' if val.get('ok') else 'failed'}" data-dead-letter-files="{dead}">

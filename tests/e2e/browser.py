@@ -46,7 +46,7 @@ def open_row(page, m):
 
 def attrs(row) -> dict:
     keys = ("phase", "staging-phase", "chunks-done", "chunks-total", "segments-done", "segments-total", "items",
-            "backlog", "lag", "captured", "applied", "lag-samples", "validation")
+            "backlog", "lag", "lag-at", "captured", "applied", "lag-samples", "validation")
     return {k: row.get_attribute(f"data-{k}") for k in keys}
 
 

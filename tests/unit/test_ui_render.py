@@ -13,7 +13,7 @@ def _status(**kw):
         "phase": "catch-up",
         "export": {"segments": 4, "segments_done": 4, "items": 3100},
         "load": {"chunks": 9, "chunks_done": 9, "written": 3100, "workers": ["worker-1", "worker-2"]},
-        "lag": {"backlog": 17, "lag_seconds": 4.25, "captured": 900, "applied": 883},
+        "lag": {"backlog": 17, "lag_seconds": 4.25, "captured": 900, "applied": 883, "at": 1234.5},
         "lag_history": [{"at": 100.0 + i * 10, "lag_seconds": float(20 - i), "backlog": 5} for i in range(12)],
         "validation": {"ok": True, "final": False, "source_count": 3100, "target_count": 3100, "differences": 0},
         "reports": {"validation": "reports/audit-validation.html"},
@@ -43,7 +43,7 @@ def test_row_carries_the_status_numbers_and_escapes_names():
     assert a["data-name"] == "orders<&>" and a["data-phase"] == "catch-up"
     assert (a["data-chunks-done"], a["data-chunks-total"], a["data-items"]) == ("9", "9", "3100")
     assert (a["data-backlog"], a["data-lag"], a["data-captured"], a["data-applied"]) == ("17", "4.25", "900", "883")
-    assert a["data-lag-samples"] == "12" and a["data-validation"] == "ok"
+    assert a["data-lag-samples"] == "12" and a["data-validation"] == "ok" and a["data-lag-at"] == "1234.5"
     text = "".join(tr.itertext())
     assert "9/9" in text and "worker-1, worker-2" in text and "3,100" in text and "4.2 s" in text
     links = [x.attrib for x in tr.iter("a")]
