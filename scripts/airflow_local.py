@@ -152,6 +152,15 @@ class LocalAirflow:
         finally:
             app.close()
 
+    def wait_workers(self, timeout: float = 120) -> set[str]:
+        """Ping until every worker has answered once (a busy worker can miss one short ping), or the timeout."""
+        want = {f"celery@{w}" for w in self.workers}
+        seen: set[str] = set()
+        deadline = time.time() + timeout
+        while not want <= seen and time.time() < deadline:
+            seen |= self.celery_ping(timeout=5.0)
+        return seen
+
     def _bin(self, name: str) -> str:
         return str(Path(sys.executable).parent / name)
 
@@ -180,14 +189,14 @@ class LocalAirflow:
                     tail = (self.home / f"{comp}.log").read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"airflow {comp} exited with {p.returncode}:\n{tail}")
             try:
-                h = self.request("GET", "/api/v2/monitor/health", auth=False)
+                h = self.request("GET", "/api/v2/monitor/health", auth=False, attempts=1)
                 healthy = all(h.get(c, {}).get("status") == "healthy"
                               for c in ("metadatabase", "scheduler", "triggerer")) \
                     and h.get("dag_processor", {}).get("status") == "healthy"
             except (urllib.error.URLError, ConnectionError, OSError):
                 healthy = False
             if healthy and want:
-                ready = self.celery_ping() & want
+                ready |= self.celery_ping() & want
             if healthy and ready == want:
                 return
             time.sleep(1)
@@ -252,17 +261,27 @@ class LocalAirflow:
             self._token = r["access_token"]
         return self._token
 
-    def request(self, method: str, path: str, body=None, auth: bool = True):
+    def request(self, method: str, path: str, body=None, auth: bool = True, attempts: int | None = None):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         if auth:
             req.add_header("Authorization", f"Bearer {self.token()}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:500]!r}") from None
+        # a GET is retried when the api-server is slow or briefly unavailable (a busy 2-core machine); a 4xx
+        # answer or a write is not
+        attempts = attempts or (5 if method == "GET" else 1)
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    raw = resp.read()
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == attempts - 1:
+                    raise RuntimeError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:500]!r}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError):
+                if attempt == attempts - 1:
+                    raise
+            time.sleep(2 * (attempt + 1))
         return json.loads(raw) if raw else {}
 
     def wait_dag(self, dag_id: str, timeout: float = 120) -> dict:

@@ -16,6 +16,7 @@ import argparse
 import json
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,17 @@ ROUTES = {
 SHOP_DB, SHOP_TABLE = "shop", "shop"
 ROWS_PER_CUSTOMER = 10  # 1 customer row + 3 orders + 6 order lines
 DAG_ID = "migrate__demo_orders_to_alternator"  # the default route's DAG
+
+
+def _alive_since(pid: int, at: float) -> bool:
+    """The process is running and is the one that wrote the record at ``at`` (not a reused pid)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE and p.create_time() <= at + 1
+    except psutil.Error:
+        return False
 
 
 def say(msg: str) -> None:
@@ -240,42 +252,52 @@ class Migration:
         self.start_writer()
         run_id = self.trigger(conf)
         killed: dict[str, int] = {}
+        done = threading.Event()
+        assassin = threading.Thread(target=self._kill_midway, args=(killed, done), name="killer", daemon=True)
+        if kill:
+            assassin.start()
 
         def killer(st):
             if on_tick:
                 on_tick(st, run_id)
-            if not kill:
-                return
-            if "load" not in killed and "running" in st.get("load", []):
-                stage = self.stage()  # local or s3 alike
-                for key in (k for k in stage.list("load/running/") if k.endswith(".json")):
-                    info = stage.get_json(key) or {}
-                    if info.get("try") != 1:
-                        continue
-                    try:
-                        airflow_local.kill_pid(info["pid"])
-                    except ProcessLookupError:
-                        continue
-                    killed["load"] = info["pid"]
-                    say(f"SIGKILL load unit {Path(key).stem} (pid {info['pid']}) midway")
-                    break
-            if "capture" not in killed and "load" in killed:
-                hb = self.staged("capture/heartbeat.json")
-                if hb and not hb.get("stopped"):
-                    try:
-                        airflow_local.kill_pid(hb["pid"])
-                        killed["capture"] = hb["pid"]
-                        say(f"SIGKILL capture (pid {hb['pid']}) midway")
-                    except ProcessLookupError:
-                        pass
 
         self.wait_for(run_id, lambda st, run: "awaiting_input" in st.get("approve_cutover", []),
                       "the cutover approval", timeout=timeout, on_tick=killer)
+        done.set()
+        if kill:
+            assassin.join(30)
         counts = self.writer.stop()
         say(f"writes frozen (live writer stopped): {counts}")
         final = self.answer_until_done(run_id, "Approve" if approve == "api" else None, timeout)
         run = self.af.run(self.dag_id, run_id)
         return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed}
+
+    def _kill_midway(self, killed: dict[str, int], done: threading.Event) -> None:
+        """SIGKILL a load task while it writes (first try), then the capture: watched from staging every 0.3 s, in
+        its own thread, so a load of a few seconds is not missed between two (slow) polls of Airflow's API."""
+        stage = self.stage()  # local or s3 alike
+        while not done.wait(0.3) and "capture" not in killed:
+            try:
+                if "load" not in killed:
+                    for key in (k for k in stage.list("load/running/") if k.endswith(".json")):
+                        info = stage.get_json(key) or {}
+                        # a second into its work (some items written, more to come), still running
+                        if (info.get("try") == 1 and time.time() - info["at"] >= 1.0
+                                and _alive_since(info["pid"], info["at"])):
+                            airflow_local.kill_pid(info["pid"])
+                            killed["load"] = info["pid"]
+                            say(f"SIGKILL load unit {Path(key).stem} (pid {info['pid']}) midway")
+                            break
+                else:
+                    hb = stage.get_json("capture/heartbeat.json")
+                    if hb and not hb.get("stopped") and _alive_since(hb["pid"], hb["at"]):
+                        airflow_local.kill_pid(hb["pid"])
+                        killed["capture"] = hb["pid"]
+                        say(f"SIGKILL capture (pid {hb['pid']}) midway")
+            except ProcessLookupError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - a staging hiccup: look again
+                say(f"killer: {type(exc).__name__}: {exc}")
 
     def audit_report_paths(self, stage) -> dict:
         """Where the cutover's audit report is; with S3 staging (gone with the stack) also copied into the workdir."""

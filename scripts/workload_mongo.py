@@ -83,7 +83,9 @@ class LiveWriter(threading.Thread):
 
     def stop(self) -> dict:
         self.stop_event.set()
-        self.join(30)
+        self.join(300)
+        if self.is_alive():  # a write after the freeze would be a difference nobody made: say so, loudly
+            raise RuntimeError(f"the live writer did not stop within 300 s: {dict(self.counts)}")
         return dict(self.counts)
 
     def run(self) -> None:

@@ -20,6 +20,10 @@ def chromium():
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium-"), executable_path=CHROMIUM,
                                                    headless=True, args=ARGS, viewport={"width": 1500, "height": 900})
+        # generous: a page of Airflow's React UI can take a minute on a busy 2-core machine; these only decide
+        # how long a failing test waits
+        ctx.set_default_timeout(180_000)
+        ctx.set_default_navigation_timeout(180_000)
         try:
             yield ctx
         finally:
@@ -31,16 +35,16 @@ def login(page, m) -> None:
     page.get_by_label("Username").fill(m.af.user)
     page.get_by_label("Password").fill(m.af.password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda u: "login" not in u, timeout=60_000)
+    page.wait_for_url(lambda u: "login" not in u)
 
 
 def open_row(page, m):
     """Open the view from Airflow's own nav and return the migration's row (inside the plugin's iframe)."""
     page.goto(m.af.url + "/")
     page.get_by_role("link", name="Migrations").first.click()
-    page.wait_for_url("**/plugin/turnout_migrations**", timeout=30_000)
+    page.wait_for_url("**/plugin/turnout_migrations**")
     row = page.frame_locator("iframe").first.locator(f'tr.migration[data-name="{NAME}"]')
-    row.wait_for(timeout=60_000)
+    row.wait_for()
     return row
 
 

@@ -335,10 +335,12 @@ def test_s3_staging_and_native_export_reader_on_moto(stack):
     ddb.update_continuous_backups(TableName=t, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
     exp = ddb.export_table_to_point_in_time(TableArn=arn, S3Bucket=bucket, S3Prefix="exports",
                                             ExportFormat="DYNAMODB_JSON")["ExportDescription"]
-    for _ in range(50):
+    for _ in range(600):
         if ddb.describe_export(ExportArn=exp["ExportArn"])["ExportDescription"]["ExportStatus"] == "COMPLETED":
             break
         time.sleep(0.2)
+    else:
+        pytest.fail("the export did not complete within 120 s")
     files = list_data_files(s3, bucket, export_prefix(exp["ExportArn"], "exports", s3, bucket))
     got = [i for f in files for i in read_data_file(s3, bucket, f["key"])]
     assert sorted(item_to_json(i)["sk"]["S"] for i in got) == sorted(i["sk"]["S"] for i in items)

@@ -316,7 +316,7 @@ def test_purged_binlog_is_a_clear_error_not_a_silent_gap(stack, tmp_path):
     wm.seed(stack["mariadb"], db, 3, orders_per_customer=1, lines_per_order=1)
     recorded = ctx.staging.get_json("state/positions.json")["file"]
     newest = sql(stack, ["FLUSH BINARY LOGS", "SHOW MASTER STATUS"])[1][0][0]
-    for _ in range(50):  # MariaDB keeps a binlog until InnoDB has checkpointed its transactions
+    for _ in range(600):  # MariaDB keeps a binlog until InnoDB has checkpointed its transactions
         sql(stack, [f"PURGE BINARY LOGS TO '{newest}'"])
         if recorded not in [r[0] for r in sql(stack, ["SHOW BINARY LOGS"])[0]]:
             break
