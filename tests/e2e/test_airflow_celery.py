@@ -81,7 +81,7 @@ def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration
         assert int(shown["chunks-done"]) == after["load"]["chunks_done"] == after["load"]["chunks"] > 0
         assert int(shown["chunks-total"]) == after["load"]["chunks"]
         assert int(shown["segments-done"]) == int(shown["segments-total"]) == after["export"]["segments"] == 4
-        assert int(shown["items"]) == after["load"]["written"] >= 3000
+        assert int(shown["items"]) == after["load"]["written"] == after["export"]["items"] > 0
         assert before["lag"]["captured"] <= int(shown["captured"]) <= after["lag"]["captured"]
         assert before["lag"]["applied"] <= int(shown["applied"]) <= after["lag"]["applied"]
         assert 0 <= int(shown["backlog"]) <= max(after["lag"]["captured"] - before["lag"]["applied"], 0)
@@ -163,7 +163,7 @@ def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration
     stage = m.stage()
     assert stage.url.startswith("s3://")
     loaded = sum(stage.get_json(k)["written"] for k in stage.list("load/done/"))
-    assert loaded >= 3000
+    assert loaded >= 3000 - res["writer"]["delete"]  # a seeded item is missing only if the writer deleted it
     # staging says the same as Airflow: the load units' progress files name both workers
     status = migration_status(stage)
     assert set(status["load"]["workers"]) == WORKERS and status["load"]["written"] == loaded
