@@ -6,7 +6,7 @@ ITEMS ?= 100000
 DEMO_ARGS ?=
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)/scripts
 
-.PHONY: deps demo test test-unit stack-up stack-down bench bench-mysql bench-mongo bench-status clean
+.PHONY: deps demo lint test test-unit stack-up stack-down bench bench-mysql bench-mongo bench-status clean
 
 deps:
 	@scripts/install_deps.sh
@@ -14,7 +14,11 @@ deps:
 demo: deps
 	$(PY) scripts/demo.py --route $(ROUTE) --items $(ITEMS) $(DEMO_ARGS)
 
-test: deps
+lint: deps
+	.venv/bin/ruff check include plugins dags scripts bench tests
+	.venv/bin/mypy
+
+test: deps lint
 	$(PY) -m pytest tests -ra
 
 test-unit: deps

@@ -32,11 +32,11 @@ command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
 command -v docker-compose >/dev/null || apt_install --no-install-recommends docker-compose
 
 # --- Python venv
-if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] || [ constraints.txt -nt .venv/.installed ]; then
+if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] || [ requirements-dev.txt -nt .venv/.installed ] || [ constraints.txt -nt .venv/.installed ]; then
   PY=${PYTHON:-python3.11}; command -v "$PY" >/dev/null || PY=python3
   if ! command -v uv >/dev/null; then "$PY" -m pip install -q uv; fi
   [ -x .venv/bin/python ] || uv venv -q .venv -p "$PY"
-  uv pip install -q -p .venv/bin/python -r requirements.txt -c constraints.txt
+  uv pip install -q -p .venv/bin/python -r requirements-dev.txt -c constraints.txt
   touch .venv/.installed
 fi
 

@@ -179,12 +179,12 @@ def full_compare_cosmos(src_endpoint: str, src_table: str, cosmos: dict, spec_pa
     from azure.cosmos import CosmosClient
 
     from turnout.adapters.cosmos import strip_system
-    from turnout.runtime import build_transform
+    from turnout.adapters.cosmos import transform as cosmos_transform
     from turnout.spec import load_spec
 
     os.environ.setdefault("TURNOUT_STAGING", str(staging))
     spec = load_spec(spec_path)
-    tr = build_transform(spec, ["pk", "sk"], ["S", "S"])
+    tr = cosmos_transform(spec, {"source_key": ["pk", "sk"], "source_key_types": ["S", "S"]})
     want = {d["id"]: json.dumps(d, sort_keys=True) for d in (tr.item(it) for it in scan_all(src_endpoint, src_table))}
     cont = CosmosClient(cosmos["endpoint"], credential=cosmos["key"], enable_endpoint_discovery=False) \
         .get_database_client(spec.target.database).get_container_client(spec.target.container)

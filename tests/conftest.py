@@ -4,15 +4,11 @@ cannot start, the test errors — it is never skipped (CI=true or not)."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-for p in ("include", "plugins", "scripts"):
-    if str(ROOT / p) not in sys.path:
-        sys.path.insert(0, str(ROOT / p))
+ROOT = Path(__file__).resolve().parent.parent  # include/, plugins/, scripts/ are on the path: pyproject.toml
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from .adapters.base import Change
 from .codec import DYNAMODB
+from .ports import Change
 from .staging import Staging
 
 PREFIX = "changelog/"

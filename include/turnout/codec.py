@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import RecordError
 
-Item = dict[str, dict[str, Any]]
+Item = dict[str, Any]  # a record: a DynamoDB item (attribute -> typed value) or a document
 
 _TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
 
@@ -84,7 +84,8 @@ def canonical_number(text: str, where: str = "number") -> str:
     if d == 0:
         return "0"
     d = d.normalize(context=_CTX)
-    sign, digits, exp = d.as_tuple()
+    sign, digits, exp_ = d.as_tuple()
+    exp = int(exp_)  # finite: checked above
     s = "".join(map(str, digits))
     if exp >= 0:
         s = s + "0" * exp

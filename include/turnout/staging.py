@@ -8,6 +8,8 @@ object or the new one, never half of one, so a checkpoint written after a chunk 
 
 from __future__ import annotations
 
+import builtins
+
 import gzip
 import json
 import os
@@ -23,11 +25,20 @@ class Staging:
 
     url: str
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-    def get_bytes(self, key: str) -> bytes: ...
-    def exists(self, key: str) -> bool: ...
-    def list(self, prefix: str) -> list[str]: ...
-    def delete(self, key: str) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def get_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> builtins.list[str]:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
 
     # helpers shared by both backends
     def put_json(self, key: str, doc: Any) -> None:
@@ -38,7 +49,7 @@ class Staging:
             return default
         return json.loads(self.get_bytes(key))
 
-    def put_jsonl_gz(self, key: str, rows: list[dict]) -> int:
+    def put_jsonl_gz(self, key: str, rows: builtins.list[dict]) -> int:
         body = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in rows)
         data = gzip.compress(body.encode(), compresslevel=3)
         self.put_bytes(key, data)

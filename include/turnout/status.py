@@ -75,8 +75,7 @@ def record_lag(staging, sample: dict, keep: int = 2000, min_interval: float = 5.
 
 def _span(rows: list[dict]) -> tuple[float | None, float | None]:
     starts = [r["started_at"] for r in rows if r.get("started_at")]
-    ends = [r.get("finished_at") or r.get("updated_at") for r in rows]
-    ends = [e for e in ends if e]
+    ends = [float(e) for e in (r.get("finished_at") or r.get("updated_at") for r in rows) if e]
     return (min(starts) if starts else None), (max(ends) if ends else None)
 
 
@@ -159,7 +158,7 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
     hist = st.get_json("reports/lag-history.json") or []
     step = max(1, len(hist) // history_points)
     validation = st.get_json("reports/validation-latest.json")
-    dead = {}
+    dead: dict[str, int] = {}
     for k in st.list("deadletter/"):
         phase = k.split("/")[1]
         dead[phase] = dead.get(phase, 0) + 1

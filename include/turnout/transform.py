@@ -4,14 +4,31 @@ side of validation, so "what the target should hold" has exactly one definition.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
-from .adapters.base import Change
 from .codec import Item
 from .errors import RecordError
+from .ports import Change
+
+
+class TransformDefaults:
+    """What a transform says when its route has no groups (tables/namespaces) or partition paths."""
+
+    partition_key_paths: tuple[str, ...] = ()
+    grouped = False  # target items say which source table/namespace they came from (group_of)
+
+    def group_of(self, target_item: Item) -> Optional[str]:
+        return None
+
+    def group_of_key(self, key: Item) -> Optional[str]:
+        return None
+
+    def target_group(self, source_group: str) -> str:
+        return source_group
 
 
 @dataclass(frozen=True)
-class Transform:
+class Transform(TransformDefaults):
     source_key: tuple[str, ...]  # source key attributes (partition first)
     rename: tuple[tuple[str, str], ...] = ()
     drop: frozenset[str] = frozenset()
@@ -63,55 +80,5 @@ class Transform:
         if c.op == "delete":
             return [Change(key=self.key(c.key), op="delete", image=None, version=c.version,
                            created_at=c.created_at, origin=c.origin)]
-        return [Change(key=self.key(c.key), op="put", image=self.item(c.image), version=c.version,
-                       created_at=c.created_at, origin=c.origin)]
-
-
-@dataclass(frozen=True)
-class MongoTransform:
-    """Documents are copied as they are; only the namespace may move (``target.database_map``)."""
-
-    database_map: tuple[tuple[str, str], ...] = ()
-    source_key: tuple[str, ...] = ("ns", "_id")
-    target_key: tuple[str, ...] = ("ns", "_id")
-
-    @classmethod
-    def from_spec(cls, target) -> "MongoTransform":
-        return cls(tuple(sorted(target.database_map.items())))
-
-    def ns(self, ns: str) -> str:
-        db, _, coll = ns.partition(".")
-        return f"{dict(self.database_map).get(db, db)}.{coll}"
-
-    def source_ns(self, ns: str) -> str:
-        db, _, coll = ns.partition(".")
-        back = {t: s for s, t in self.database_map}
-        return f"{back.get(db, db)}.{coll}"
-
-    def item(self, rec: Item) -> Item:
-        doc = rec.get("doc")
-        if not isinstance(doc, dict) or "_id" not in doc:
-            raise RecordError(f"document in {rec.get('ns')} has no _id")
-        return {"ns": self.ns(rec["ns"]), "doc": doc}
-
-    def key(self, source_key: Item) -> Item:
-        return {"ns": self.ns(source_key["ns"]), "_id": source_key["_id"]}
-
-    def target_key_of(self, target_item: Item) -> Item:
-        return {"ns": target_item["ns"], "_id": target_item["doc"]["_id"]}
-
-    def source_key_from(self, item: Item) -> Item:
-        return {"ns": item["ns"], "_id": item["doc"]["_id"]}
-
-    def source_key_of(self, target_item: Item) -> Item:
-        return {"ns": self.source_ns(target_item["ns"]), "_id": target_item["doc"]["_id"]}
-
-    def group_of(self, target_item: Item) -> str:
-        return target_item["ns"]
-
-    def change(self, c: Change) -> list[Change]:
-        if c.op == "delete":
-            return [Change(key=self.key(c.key), op="delete", image=None, version=c.version, created_at=c.created_at,
-                           origin=c.origin)]
-        return [Change(key=self.key(c.key), op="put", image=self.item(c.image), version=c.version,
+        return [Change(key=self.key(c.key), op="put", image=self.item(c.put_image), version=c.version,
                        created_at=c.created_at, origin=c.origin)]

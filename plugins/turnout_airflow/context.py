@@ -7,7 +7,7 @@ from typing import Any
 from turnout.runtime import Context, make_context
 from turnout.spec import MigrationSpec
 
-from .hooks import cosmos_config, dynamodb_config, mongo_config, mysql_config, s3_client_factory
+from .hooks import PROFILES, adapter_config, s3_client_factory
 
 # UI trigger params -> dotted spec keys
 PARAM_OVERRIDES = {
@@ -23,23 +23,16 @@ def overrides_from_params(params: dict | None) -> dict[str, Any]:
     return {dotted: params.get(p) for p, dotted in PARAM_OVERRIDES.items() if params.get(p) not in (None, "")}
 
 
-def build_context(spec: dict, spec_file: str, params: dict | None, *, run_id: str = "", log=None,
+def build_context(spec: dict, spec_file: str, params: dict | None, *, run_id: str = "", log: Any = None,
                   connections: bool = True) -> Context:
     s = MigrationSpec.model_validate(spec).with_overrides(overrides_from_params(params))
-    src = tgt = None
+    src = tgt = native = None
     if connections:
-        where = f"{spec_file}: source.conn_id"
-        if s.source.kind == "mysql":
-            src = mysql_config(s.source.conn_id, s.source.database, where)
-        elif s.source.kind == "mongodb":
-            src = mongo_config(s.source.conn_id, where)
-        else:
-            src = dynamodb_config(s.source.conn_id, where)
-        tgt = {"cosmos": cosmos_config, "mongodb": mongo_config}.get(s.target.kind, dynamodb_config)(
-            s.target.conn_id, f"{spec_file}: target.conn_id")
+        src = adapter_config(s.source, f"{spec_file}: source.conn_id")
+        tgt = adapter_config(s.target, f"{spec_file}: target.conn_id")
+        if PROFILES[s.source.kind].native_s3:
+            native = s3_client_factory(s.source.conn_id, f"{spec_file}: source.conn_id")
     staging_factory = s3_client_factory(s.staging.conn_id, f"{spec_file}: staging.conn_id") if \
         s.staging.url.startswith("s3://") else None
-    native = (s3_client_factory(s.source.conn_id, f"{spec_file}: source.conn_id")
-              if connections and s.source.kind == "dynamodb" else None)
     return make_context(s, src, tgt, staging_s3_factory=staging_factory, s3_client_factory=native, run_id=run_id,
                         log=log)

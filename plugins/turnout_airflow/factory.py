@@ -6,6 +6,8 @@ specs' DAGs still load.
 
 from __future__ import annotations
 
+from typing import Any
+
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -63,7 +65,7 @@ def build_dag(spec: MigrationSpec, spec_file: str = "") -> DAG:
         default_args={"owner": spec.owner, "retries": 2, "retry_delay": timedelta(seconds=10)},
         doc_md=f"Turnout migration from `{spec_file}` (spec digest `{spec.digest()}`).",
     )
-    built = {}
+    built: dict[str, Any] = {}
     with dag:
         for t in task_plan(spec):
             common = {"task_id": t.task_id, "doc_md": t.doc}
@@ -73,7 +75,7 @@ def build_dag(spec: MigrationSpec, spec_file: str = "") -> DAG:
                     retries=3, retry_delay=timedelta(seconds=5), **common)  # deferrals can race under LocalExecutor
             else:
                 cls = KINDS[t.kind]
-                kw = dict(spec=spec_doc, spec_file=spec_file, **common)
+                kw: dict[str, Any] = dict(spec=spec_doc, spec_file=spec_file, **common)
                 if t.long_running:
                     kw.update(ops.RETRY_LONG)
                 if t.kind in ("catch_up", "plan_export"):
@@ -81,7 +83,7 @@ def build_dag(spec: MigrationSpec, spec_file: str = "") -> DAG:
                 if t.mapped_over:
                     # the spec's rate is split between parallel_tasks tasks: never run more than that
                     kw["max_active_tis_per_dagrun"] = spec.rate_limits.parallel_tasks
-                    op = cls.partial(**kw).expand(unit=built[t.mapped_over].output)
+                    op = cls.partial(**kw)  # type: ignore[attr-defined]  # BaseOperatorMeta adds partial.expand(unit=built[t.mapped_over].output)
                 else:
                     op = cls(**kw)
             built[t.task_id] = op

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -99,3 +102,33 @@ def s3_client_factory(conn_id: str | None, where: str):
     if conn_id:
         _require_connection(conn_id, where)
     return lambda: S3Hook(aws_conn_id=conn_id).get_conn()
+
+
+@dataclass(frozen=True)
+class ConnectionProfile:
+    """How one database kind's Airflow connection becomes its adapter config (astronomer-cosmos ``profiles/``).
+
+    :param conn_type: the Airflow connection type a person creates for it
+    :param build: (conn_id, where, side spec) -> the adapter's config
+    :param native_s3: the side's own connection also gives S3 clients (DynamoDB native export)
+    """
+
+    conn_type: str
+    build: Callable[[str, str, Any], Any]
+    native_s3: bool = False
+
+
+PROFILES: dict[str, ConnectionProfile] = {
+    "dynamodb": ConnectionProfile("aws", lambda c, w, side: dynamodb_config(c, w), native_s3=True),
+    "cosmos": ConnectionProfile("azure_cosmos", lambda c, w, side: cosmos_config(c, w)),
+    "mysql": ConnectionProfile("mysql", lambda c, w, side: mysql_config(c, side.database, w)),
+    "mongodb": ConnectionProfile("mongo", lambda c, w, side: mongo_config(c, w)),
+}
+
+
+def adapter_config(side: Any, where: str) -> Any:
+    """A spec side (source or target) -> its adapter config, through its kind's profile."""
+    profile = PROFILES.get(side.kind)
+    if profile is None:
+        raise PreflightError(f"{where}: no connection profile for kind {side.kind!r} (known: {sorted(PROFILES)})")
+    return profile.build(side.conn_id, where, side)

@@ -188,9 +188,7 @@ class ValidateOperator(TurnoutOperator):
     phase = "validate"
 
     def run_phase(self, ctx, context):
-        from turnout.validate import validate
-
-        return validate(ctx)
+        return phases.validate(ctx)
 
 
 class CutoverOperator(TurnoutOperator):

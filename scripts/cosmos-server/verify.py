@@ -104,7 +104,7 @@ def functional_sync(url: str, http: bool) -> None:
     check("patch", p["n"] == 13 and p["tag"] == "x")
     c.delete_item("a", partition_key="p1")
     check("delete", True)
-    e = expect_error("read missing -> CosmosResourceNotFoundError 404",
+    expect_error("read missing -> CosmosResourceNotFoundError 404",
                      lambda: c.read_item("a", partition_key="p1"),
                      exceptions.CosmosResourceNotFoundError, 404)
     expect_error("read existing id with wrong partition key -> 404",

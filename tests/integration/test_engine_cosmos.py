@@ -17,7 +17,7 @@ from turnout.adapters.dynamodb import DynamoDBConfig
 from turnout.errors import DeadLetterError
 from turnout.runtime import make_context
 from turnout.spec import parse_spec
-from turnout.validate import validate
+from turnout.phases import validate
 
 from test_engine_dynamodb import run_bg, wait_caught_up
 

@@ -24,7 +24,7 @@ from turnout.codec import item_to_json
 from turnout.errors import DeadLetterError, PreflightError
 from turnout.runtime import make_context
 from turnout.spec import parse_spec
-from turnout.validate import validate
+from turnout.phases import validate
 
 pytestmark = pytest.mark.server
 
@@ -309,7 +309,7 @@ def test_validation_names_the_exact_differing_keys(stack, tmp_path):
 
 
 def test_s3_staging_and_native_export_reader_on_moto(stack):
-    from turnout.adapters.ddb_export import export_prefix, list_data_files, read_data_file
+    from turnout.adapters.dynamodb.native_export import export_prefix, list_data_files, read_data_file
     from turnout.staging import open_staging
 
     ep = stack["s3"]["endpoint"]

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from turnout import changelog, phases
-from turnout.adapters.base import Capabilities, Change, WriteResult
+from turnout.ports import Capabilities, Change, WriteResult
 from turnout.codec import key_text
 from turnout.runtime import Context
 from turnout.spec import parse_spec

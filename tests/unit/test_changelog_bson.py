@@ -14,8 +14,8 @@ def test_change_log_keeps_documents_exactly(tmp_path):
 
     from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 
-    from turnout.adapters.base import Change
-    from turnout.mongo_codec import BSON
+    from turnout.ports import Change
+    from turnout.adapters.mongo.codec import BSON
     from turnout.staging import LocalStaging
 
     doc = {"_id": ObjectId(), "d": Decimal128("1.10"), "l": Int64(5), "i": 5, "f": -0.0, "t": Timestamp(5, 1),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from turnout.adapters.base import Change
-from turnout.adapters.cosmos_mapping import CosmosMapping, exact_number
+from turnout.ports import Change
+from turnout.adapters.cosmos.mapping import CosmosMapping, exact_number
 from turnout.errors import RecordError
 from turnout.spec import parse_spec
 

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 from bson import Decimal128, Int64
 
-from turnout.documentdb import incompatibilities
-from turnout.mongo_codec import metadata_json, read_metadata
+from turnout.adapters.mongo.documentdb import incompatibilities
+from turnout.adapters.mongo.codec import metadata_json, read_metadata
 
 NS = "shop.orders"
 ID_INDEX = {"v": 2, "key": {"_id": 1}, "name": "_id_"}

@@ -6,13 +6,13 @@ import pytest
 from botocore.stub import Stubber
 
 from turnout.adapters import dynamodb as ddb
-from turnout.adapters.base import Change
+from turnout.ports import Change
 from turnout.adapters.dynamodb import DynamoDBConfig, DynamoDBSink
 
 
 @pytest.fixture()
 def sink(monkeypatch):
-    monkeypatch.setattr(ddb.time, "sleep", lambda s: None)
+    monkeypatch.setattr(ddb.sink.time, "sleep", lambda s: None)
     s = DynamoDBSink(DynamoDBConfig(aws_access_key_id="a", aws_secret_access_key="b"), "t", max_item_bytes=1000)
     s._client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
     return s

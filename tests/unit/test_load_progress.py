@@ -6,8 +6,8 @@ import re
 import threading
 import time
 
-from turnout import phases
-from turnout.adapters.base import Capabilities, WriteResult
+from turnout import layout, phases
+from turnout.ports import Capabilities, WriteResult
 from turnout.runtime import Context
 from turnout.spec import parse_spec
 from turnout.staging import LocalStaging
@@ -60,7 +60,7 @@ class SlowSink:
 
 
 def test_progress_lines_come_at_a_steady_pace_inside_one_slow_chunk(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(phases, "PROGRESS_SECONDS", 0.1)
+    monkeypatch.setattr(phases.load, "PROGRESS_SECONDS", 0.1)
     lines_mid = MidChunkLines(want=2)
     sink = SlowSink(0.02, hold_after=200, release=lines_mid.enough)  # 16 batches of 25 over 2 threads
     ctx = Context(spec=SPEC, staging=LocalStaging(tmp_path), source_config=None, target_config=None,
@@ -69,7 +69,7 @@ def test_progress_lines_come_at_a_steady_pace_inside_one_slow_chunk(tmp_path, mo
     ctx.__dict__["transform"] = Transform(("pk",))
     records = [{"pk": {"S": f"k{i:04d}"}, "x": {"N": str(i)}} for i in range(400)]
     ctx.staging.put_json("state/export_plan.json", {"segments": 1, "mode": "scan"})
-    key, _ = phases._write_chunk(ctx, 0, 0, records)
+    key, _ = ctx.chunks.write(ctx.staging, layout.chunk_prefix(0, 0), records, {})
     ctx.staging.put_json("export/seg-00000/checkpoint.json",
                          {"chunks": [{"key": key, "items": 400}], "items": 400, "done": True})
     assert phases.plan_load(ctx) == [0]

@@ -16,11 +16,11 @@ from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectI
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.datetime_ms import DatetimeMS
 
-from turnout.adapters.base import Change
+from turnout.ports import Change
 from turnout.errors import RecordError
-from turnout.mongo_codec import (BSON, decode_all, dump_paths, encode, key_of, metadata_json, ns_of_dump_path,
+from turnout.adapters.mongo.codec import (BSON, decode_all, dump_paths, encode, key_of, metadata_json, ns_of_dump_path,
                                  read_metadata, split_ns)
-from turnout.transform import MongoTransform
+from turnout.adapters.mongo.transform import MongoTransform
 
 UTC = dt.timezone.utc
 NS = "shop.orders"

@@ -7,17 +7,10 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from turnout.adapters.base import Change
+from turnout.ports import Change
 from turnout.errors import RecordError, SpecError
-from turnout.relational import (
-    TABLE_ATTR,
-    Column,
-    RelationalTransform,
-    TableSchema,
-    check_number,
-    neutral_value,
-    row_item,
-)
+from turnout.adapters.mysql.transform import RelationalTransform
+from turnout.adapters.mysql.values import TABLE_ATTR, Column, TableSchema, check_number, neutral_value, row_item
 from turnout.spec import parse_spec
 
 ORDERS = TableSchema("orders", (

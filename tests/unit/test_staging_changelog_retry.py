@@ -1,7 +1,7 @@
 import pytest
 
 from turnout import changelog
-from turnout.adapters.base import Change
+from turnout.ports import Change
 from turnout.errors import StagingError
 from turnout.retry import TokenBucket, backoff_delays
 from turnout.staging import LocalStaging, open_staging

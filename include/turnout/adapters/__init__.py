@@ -1,1 +1,2 @@
-"""Source and sink adapters, one module per database, behind the narrow interfaces in :mod:`.base`."""
+"""One package per database. Each declares its source and/or target side as data (``SOURCE``, ``TARGET``:
+:class:`turnout.ports.SourceAdapter`, :class:`turnout.ports.TargetAdapter`); :mod:`turnout.routes` pairs them."""

@@ -1,0 +1,53 @@
+"""DynamoDB, and any DynamoDB-API endpoint (ScyllaDB Alternator, another table or region), as source and target.
+
+``SOURCE`` and ``TARGET`` declare the adapter to :mod:`turnout.routes`; the clients are built lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...ports import SourceAdapter, TargetAdapter
+from .client import DynamoDBConfig, DynamoDBTable, call_with_backoff
+from .preflight import facts, key_types, preflight
+from .sink import DynamoDBSink
+from .source import DynamoDBSource, DynamoDBStreamsPosition
+from .streams import DynamoDBChangeReader, StreamReader
+
+__all__ = ["DynamoDBConfig", "DynamoDBTable", "DynamoDBSource", "DynamoDBSink", "DynamoDBChangeReader",
+           "DynamoDBStreamsPosition", "StreamReader", "call_with_backoff", "key_types", "SOURCE", "TARGET"]
+
+
+def _codec() -> Any:
+    from ...codec import DYNAMODB
+
+    return DYNAMODB
+
+
+def _open_source(ctx: Any) -> DynamoDBSource:
+    e = ctx.spec.export
+    return DynamoDBSource(ctx.source_config, ctx.spec.source.table, segments=e.segments,
+                          target_segment_bytes=e.target_segment_bytes, max_segments=e.max_segments,
+                          enable_stream=ctx.spec.source.enable_stream)
+
+
+def _open_sink(ctx: Any) -> DynamoDBSink:
+    t = ctx.spec.target
+    return DynamoDBSink(ctx.target_config, t.table, max_item_bytes=t.max_item_bytes, billing_mode=t.billing_mode)
+
+
+def _chunks() -> Any:
+    from ...chunks import JsonlChunks
+
+    return JsonlChunks(_codec())
+
+
+def _native_export(ctx: Any) -> Any:
+    from .native_export import DynamoDBNativeExport
+
+    return DynamoDBNativeExport(ctx.source, ctx.spec.export, ctx.spec.name, ctx.s3_client_factory)
+
+
+SOURCE = SourceAdapter(kind="dynamodb", codec=_codec, open=_open_source, facts=facts, preflight=preflight,
+                       chunks=_chunks, native_export=_native_export)
+TARGET = TargetAdapter(kind="dynamodb", codec=_codec, open=_open_sink, name=lambda t: f"table {t.table!r}")

@@ -1,0 +1,62 @@
+"""What several phases share: dead letters, the stop flag, the cutover record, tunables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+from .. import layout, state
+from ..runtime import Context
+
+# Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
+# used only for the preflight estimate when the spec sets no rate limit).
+ASSUMED_ITEMS_PER_TASK_SECOND = 4000
+PROGRESS_SECONDS = 10.0  # how often long tasks log a progress line
+
+
+def dead_letter(ctx: Context, phase: str, name: str, rows: list[tuple[Any, str]], codec: Any = None) -> int:
+    """Write rejected records with their reasons; the caller then turns the run red."""
+    if not rows:
+        return 0
+    codec = codec or ctx.source_codec
+    docs = []
+    for what, reason in rows:
+        try:
+            payload = codec.to_json(what) if isinstance(what, dict) else what
+        except Exception:  # a malformed record is kept as text
+            payload = repr(what)
+        docs.append({"record": payload, "reason": reason, "at": ctx.clock(), "run_id": ctx.run_id})
+    key = layout.deadletter(phase, name)
+    ctx.staging.put_jsonl_gz(key, docs)
+    ctx.log.error("TURNOUT dead_letters phase=%s file=%s/%s count=%d first_reason=%r",
+                  phase, ctx.staging.url, key, len(docs), docs[0]["reason"])
+    return len(docs)
+
+
+def dead_letter_count(ctx: Context) -> dict:
+    out: dict[str, int] = {}
+    for k in ctx.staging.list(layout.DEADLETTER):
+        phase = k.split("/")[1]
+        out[phase] = out.get(phase, 0) + sum(1 for _ in ctx.staging.iter_jsonl_gz(k))
+    return out
+
+
+def target_name(ctx: Context) -> str:
+    return ctx.route.target.name(ctx.spec.target)
+
+
+def cutover_done(ctx: Context) -> Optional[dict]:
+    return state.load(ctx.staging, layout.CUTOVER)
+
+
+def stop_requested(ctx: Context) -> bool:
+    c = state.load(ctx.staging, layout.CAPTURE_CONTROL) or {}
+    return bool(c.get("stop"))
+
+
+def copy_estimate(ctx: Context, rows: int) -> tuple[float, float]:
+    """(items per second, hours) for copying ``rows`` within the spec's rate limits."""
+    rl = ctx.spec.rate_limits
+    rate = min(r for r in (rl.read_items_per_second or math.inf, rl.write_items_per_second or math.inf,
+                           rl.parallel_tasks * ASSUMED_ITEMS_PER_TASK_SECOND))
+    return rate, (rows / rate / 3600 if rate else 0)

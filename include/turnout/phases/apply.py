@@ -1,0 +1,186 @@
+"""apply: the change log onto the target, in lanes, until the capture has stopped and all is applied.
+
+Per batch of files, changes are coalesced per key to the newest version (so a key is written once per batch
+and never regresses), split into lanes by a stable hash of the key and written in parallel; the checkpoint
+moves only after every lane's writes were acknowledged. A version ledger (rebuilt from the applied part of
+the log on restart) drops changes older than what the target already holds."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import changelog, layout, state
+from ..codec import stable_bucket
+from ..errors import RecordError
+from ..ports import Change
+from ..runtime import Context
+from ..status import lag_status, record_lag
+from ._common import dead_letter, stop_requested
+from .indexes import indexes_after_data
+
+
+def rebuild_ledger(ctx: Context, upto_file: int) -> dict[str, list[int]]:
+    """key text -> newest version applied, from the change log's applied part."""
+    ledger: dict[str, list[int]] = {}
+    tr, tcodec = ctx.transform, ctx.target_codec
+    for _n, c in changelog.iter_changes(ctx.staging, 0, upto_file, ctx.source_codec):
+        try:
+            targets = tr.change(c)
+        except RecordError:
+            continue  # it was dead-lettered when first applied
+        for tc in targets:
+            kt = tcodec.key_text(tc.key)
+            if kt not in ledger or tc.version > ledger[kt]:
+                ledger[kt] = tc.version
+    return ledger
+
+
+@dataclass
+class Batch:
+    """One batch of change-log files, coalesced to the newest change per target key."""
+
+    files: list[int]
+    latest: dict[str, Change] = field(default_factory=dict)
+    bad: list[tuple[Any, str]] = field(default_factory=list)
+    consumed: int = 0
+    stale: int = 0
+    coalesced: int = 0
+    newest: float | None = None
+
+
+def read_batch(ctx: Context, files: list[int], ledger: dict[str, list[int]], newest: float | None) -> Batch:
+    b = Batch(files, newest=newest)
+    tr, tcodec = ctx.transform, ctx.target_codec
+    for n in files:
+        for c in changelog.read_file(ctx.staging, n, ctx.source_codec):
+            b.consumed += 1
+            b.newest = c.created_at if b.newest is None else max(b.newest, c.created_at)
+            try:
+                targets = tr.change(c)
+            except RecordError as exc:
+                b.bad.append((c.image or c.key, f"change {c.origin}: {exc}"))
+                continue
+            for tc in targets:
+                kt = tcodec.key_text(tc.key)
+                if (kt in ledger and ledger[kt] >= tc.version) or (kt in b.latest and b.latest[kt].version >= tc.version):
+                    b.stale += 1
+                    continue
+                if kt in b.latest:
+                    b.coalesced += 1
+                b.latest[kt] = tc
+    return b
+
+
+def next_files(ctx: Context, start: int, limit: int) -> list[int]:
+    """Consecutive change-log files from ``start`` (at most ``limit``)."""
+    files: list[int] = []
+    for n in changelog.file_numbers(ctx.staging, start):
+        if n != start + len(files) or len(files) >= limit:
+            break
+        files.append(n)
+    return files
+
+
+class _Applier:
+    def __init__(self, ctx: Context, ck: dict, pool: ThreadPoolExecutor):
+        self.ctx, self.ck, self.pool = ctx, ck, pool
+        self.lanes = ctx.spec.apply.lanes
+        self.ledger = rebuild_ledger(ctx, ck["next_file"])
+        if ck["next_file"]:
+            ctx.log.info("TURNOUT apply resuming at change log file %d (ledger of %d keys rebuilt)", ck["next_file"],
+                         len(self.ledger))
+        self.started, self.last_hb, self.last_log = time.monotonic(), 0.0, 0.0
+        self.consumed0 = ck["consumed"]
+
+    def heartbeat(self, stopped: bool = False) -> None:
+        ck = self.ck
+        state.save(self.ctx.staging, layout.APPLY_HEARTBEAT, {
+            **self.ctx.whoami(), "at": self.ctx.clock(), "next_file": ck["next_file"], "consumed": ck["consumed"],
+            "newest_ts": ck["newest_ts"], "stopped": stopped, "run_id": self.ctx.run_id})
+
+    def maybe_heartbeat(self) -> None:
+        now_m = time.monotonic()
+        if now_m - self.last_hb >= self.ctx.spec.capture.heartbeat_seconds:
+            self.last_hb = now_m
+            self.heartbeat()
+
+    def apply(self, b: Batch) -> None:
+        ctx, ck = self.ctx, self.ck
+        by_lane: list[list[Change]] = [[] for _ in range(self.lanes)]
+        for kt, tc in b.latest.items():
+            by_lane[stable_bucket(kt, self.lanes)].append(tc)
+        results = list(self.pool.map(ctx.sink.apply_changes, [lane for lane in by_lane if lane]))
+        name = f"files-{b.files[0]:012d}-{b.files[-1]:012d}"
+        dead_letter(ctx, "apply", name, b.bad)
+        dead_letter(ctx, "apply", f"{name}-target", [rj for r in results for rj in r.rejected], ctx.target_codec)
+        for kt, tc in b.latest.items():
+            self.ledger[kt] = tc.version
+        ck["next_file"] = b.files[-1] + 1
+        ck["consumed"] += b.consumed
+        ck["stale"] += b.stale
+        ck["coalesced"] = ck.get("coalesced", 0) + b.coalesced
+        ck["puts"] += sum(1 for tc in b.latest.values() if tc.op == "put")
+        ck["deletes"] += sum(1 for tc in b.latest.values() if tc.op == "delete")
+        ck["rejected"] += len(b.bad) + sum(len(r.rejected) for r in results)
+        ck["newest_ts"] = b.newest
+        now_wall = ctx.clock()
+        for tc in b.latest.values():  # per-group gap, like the Mongo seed's gap_in_seconds
+            group = ctx.transform.group_of_key(tc.key)
+            if group is not None:
+                g = ck.setdefault("namespaces", {}).setdefault(group, {"created": tc.created_at})
+                g["created"] = max(g["created"], tc.created_at)
+                g["processed"] = now_wall
+        state.save(ctx.staging, layout.APPLY_CHECKPOINT, ck)  # only after the target acknowledged every lane
+
+    def report(self) -> None:
+        ctx, ck = self.ctx, self.ck
+        now_m = time.monotonic()
+        if now_m - self.last_log < 10:
+            return
+        self.last_log = now_m
+        lag = lag_status(ctx)
+        record_lag(ctx.staging, lag)
+        ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"],
+                     stale=ck["stale"], backlog=lag["backlog"], lag_s=lag["lag_seconds"],
+                     rate=f"{(ck['consumed'] - self.consumed0) / max(now_m - self.started, 1e-6):.0f}/s",
+                     **({"gap_in_seconds": lag["gap_in_seconds"]} if "gap_in_seconds" in lag else {}))
+
+
+def _capture_finished(ctx: Context, next_file: int) -> bool:
+    cap = state.load(ctx.staging, layout.CAPTURE_HEARTBEAT) or {}
+    return stop_requested(ctx) and bool(cap.get("stopped")) and cap.get("next_file", 0) <= next_file
+
+
+def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_batch: int = 50) -> dict:
+    st = ctx.staging
+    ck = state.load(st, layout.APPLY_CHECKPOINT) or {
+        "next_file": 0, "consumed": 0, "puts": 0, "deletes": 0, "stale": 0, "rejected": 0, "newest_ts": None,
+        "started_at": ctx.clock()}
+    state.save(st, layout.APPLY_CHECKPOINT, ck)
+    indexes_after_data(ctx)  # the bulk load is done (apply runs after it)
+    stopped_by = None
+    with ThreadPoolExecutor(ctx.spec.apply.lanes) as pool:
+        a = _Applier(ctx, ck, pool)
+        while True:
+            if max_seconds is not None and time.monotonic() - a.started > max_seconds:
+                stopped_by = "max_seconds"
+                break
+            files = next_files(ctx, ck["next_file"], max_files_per_batch)
+            if not files:
+                if _capture_finished(ctx, ck["next_file"]):
+                    stopped_by = "stop requested"
+                    break
+                a.maybe_heartbeat()
+                time.sleep(ctx.spec.apply.poll_interval_seconds)
+                continue
+            a.apply(read_batch(ctx, files, a.ledger, ck["newest_ts"]))
+            a.maybe_heartbeat()
+            a.report()
+    a.heartbeat(stopped=stopped_by == "stop requested")
+    ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"], stale=ck["stale"],
+                 status="stopped", why=stopped_by)
+    keys = ("consumed", "puts", "deletes", "stale", "coalesced", "rejected", "next_file")
+    return {k: ck.get(k, 0) for k in keys} | {"stopped": stopped_by}

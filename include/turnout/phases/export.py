@@ -1,0 +1,120 @@
+"""export: each export unit (scan segment, key range, native export file) into chunks in staging.
+
+Checkpointed after every chunk with the read position at the chunk's end, so a killed task resumes
+mid-unit; a finished unit is never read again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from .. import layout, state
+from ..errors import TurnoutError
+from ..retry import TokenBucket
+from ..runtime import Context
+from .native_export import export_native_file
+
+
+def plan_export(ctx: Context) -> list[int]:
+    """The list of export units for the mapped export tasks."""
+    plan = state.load(ctx.staging, layout.EXPORT_PLAN)
+    if plan is None:
+        raise TurnoutError("no export plan in staging: start_cdc has not run")
+    if plan.get("mode") == "native":
+        files = plan.get("native_files")
+        if files is None:
+            raise TurnoutError("native export not listed yet: run native_export_wait first")
+        return list(range(len(files)))
+    return list(range(len(plan["units"])))
+
+
+def read_chunk(ctx: Context, chunk: str) -> Iterator[tuple[Any, Optional[str]]]:
+    """(record, None) or (raw, reason) for every record of an export chunk."""
+    return ctx.chunks.read(ctx.staging, chunk)
+
+
+class _Progress:
+    """The export's progress line every PROGRESS_SECONDS: items, chunks, rate and an ETA."""
+
+    def __init__(self, ctx: Context, segment: int, total: int, expected: float, done0: int):
+        self.ctx, self.segment, self.total, self.expected, self.done0 = ctx, segment, total, expected, done0
+        self.t0, self.last = time.monotonic(), 0.0
+
+    def tick(self, items: int, chunks: int) -> None:
+        from ._common import PROGRESS_SECONDS
+
+        now = time.monotonic()
+        if now - self.last <= PROGRESS_SECONDS:
+            return
+        self.last = now
+        rate = (items - self.done0) / max(now - self.t0, 1e-6)
+        left = max(0.0, self.expected - items)
+        self.ctx.progress("export", segment=self.segment, of=self.total, items=items, chunks=chunks,
+                          rate=f"{rate:.0f}/s", **({"expected": int(self.expected),
+                                                    "eta_s": f"{left / rate:.0f}" if rate else "?"}
+                                                   if self.expected else {}))
+
+    def done(self, items: int, chunks: int) -> None:
+        el = time.monotonic() - self.t0
+        self.ctx.progress("export", segment=self.segment, of=self.total, items=items, chunks=chunks,
+                          rate=f"{(items - self.done0) / max(el, 1e-6):.0f}/s", status="done")
+
+
+def export_segment(ctx: Context, segment: int) -> dict:
+    """Copy one export unit into compressed chunks in staging; the checkpoint moves only after a chunk is
+    durable."""
+    st = ctx.staging
+    plan = state.load(st, layout.EXPORT_PLAN)
+    if plan is None:
+        raise TurnoutError("no export plan in staging: start_cdc has not run")
+    ck_key = layout.segment_checkpoint(segment)
+    ck = state.load(st, ck_key) or {"chunks": [], "resume": None, "items": 0, "done": False}
+    ck.setdefault("started_at", ctx.clock())
+    if ck["done"]:
+        ctx.log.info("TURNOUT export segment=%d already done (%d items, %d chunks): skipped", segment, ck["items"],
+                     len(ck["chunks"]))
+        return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"]), "skipped": True}
+    if plan.get("mode") == "native":
+        return export_native_file(ctx, segment, plan, ck, ck_key)
+    unit = plan["units"][segment]
+    total = len(plan["units"])
+    rl = ctx.spec.rate_limits
+    rate = rl.read_items_per_second / rl.parallel_tasks
+    bucket = TokenBucket(rate)
+    chunk_items = ctx.spec.export.chunk_items
+    page = max(1, min(1000, chunk_items, int(rate) or 1000))
+    buf: list[Any] = []
+    if not unit.get("resumable", True):  # read again from its start (e.g. a dump tool's whole-collection dump)
+        ck.update(chunks=[], items=0, resume=None)
+    resume = ck["resume"]
+    if resume is not None:
+        resume = ctx.source_codec.from_json(resume)
+        ctx.log.info("TURNOUT export segment=%d resuming after %d items, %d chunks", segment, ck["items"],
+                     len(ck["chunks"]))
+
+    def flush(pos: Any) -> None:
+        name, nbytes = ctx.chunks.write(st, layout.chunk_prefix(segment, len(ck["chunks"])), buf, unit)
+        ck["chunks"].append({"key": name, "items": len(buf), "bytes": nbytes})
+        ck["items"] += len(buf)
+        ck["resume"] = ctx.source_codec.to_json(pos) if pos else None
+        ck["updated_at"] = ctx.clock()
+        state.save(st, ck_key, ck)  # the checkpoint moves only after the chunk is durable
+        buf.clear()
+
+    est = (state.load(st, layout.PREFLIGHT) or {}).get("item_count_estimate") or 0
+    expected = unit.get("rows") or (est / total if est else 0)  # this unit's share, for the ETA
+    progress = _Progress(ctx, segment, total, expected, ck["items"])
+    for items, pos in ctx.source.read_unit(unit, resume, page):
+        bucket.take(len(items))
+        buf.extend(items)
+        if (len(buf) >= chunk_items or pos is None) and buf:
+            flush(pos)
+        progress.tick(ck["items"] + len(buf), len(ck["chunks"]))
+    if buf:
+        flush(None)
+    ck["done"], ck["resume"] = True, None
+    ck["finished_at"] = ck["updated_at"] = ctx.clock()
+    state.save(st, ck_key, ck)
+    progress.done(ck["items"], len(ck["chunks"]))
+    return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"])}

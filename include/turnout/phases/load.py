@@ -1,0 +1,177 @@
+"""load: transform and bulk-load the export chunks, grouped into mapped load units.
+
+A chunk is marked done only after the target acknowledged every item of it (rejected items are in the
+dead-letter store by then, and re-driven by the next try)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from .. import layout, state
+from ..errors import DeadLetterError, RecordError, TurnoutError
+from ..ports import WriteResult
+from ..retry import TokenBucket
+from ..runtime import Context
+from ._common import PROGRESS_SECONDS, dead_letter
+from .export import read_chunk
+
+
+def plan_load(ctx: Context) -> list[int]:
+    """Group every export chunk into at most load.max_tasks load units (fixed once written)."""
+    st = ctx.staging
+    lp = state.load(st, layout.LOAD_PLAN)
+    if lp is None:
+        plan = state.load(st, layout.EXPORT_PLAN) or {}
+        chunks: list[str] = []
+        for seg in range(plan["segments"]):
+            ck = state.load(st, layout.segment_checkpoint(seg))
+            if not ck or not ck.get("done"):
+                raise TurnoutError(f"export segment {seg} is not finished; cannot plan the load")
+            chunks.extend(c["key"] for c in ck["chunks"])
+        n = max(1, min(ctx.spec.load.max_tasks, len(chunks)))
+        lp = {"groups": [chunks[i::n] for i in range(n)], "chunks": len(chunks)}
+        state.save(st, layout.LOAD_PLAN, lp)
+    ctx.log.info("TURNOUT load planned: %d chunks in %d load tasks", lp["chunks"], len(lp["groups"]))
+    return list(range(len(lp["groups"])))
+
+
+class _UnitProgress:
+    """The unit's running totals (for the UI and the report), written after each chunk's done marker, and a
+    progress line at a steady pace, even while one slow (rate-limited) chunk is being written."""
+
+    def __init__(self, ctx: Context, group: int, chunks: list[str]):
+        self.ctx, self.group, self.chunks = ctx, group, chunks
+        self.key = layout.load_unit(group)
+        prev = state.load(ctx.staging, self.key) or {}
+        self.unit: dict[str, Any] = {"unit": group, "chunks": len(chunks), "chunks_done": 0, "items": 0, "written": 0,
+                     "rejected": 0, "started_at": prev.get("started_at") or ctx.clock(), "finished_at": None}
+        self.totals = {"chunks": 0, "skipped": 0, "items": 0, "written": 0, "rejected": 0}
+        self.lock, self.written = threading.Lock(), 0
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name=f"load-{group}-progress", daemon=True)
+
+    def __enter__(self) -> "_UnitProgress":
+        self._ticker.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._ticker.join()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(PROGRESS_SECONDS):
+            self.say()
+
+    def acknowledged(self, n: int) -> None:
+        with self.lock:
+            self.written += n  # acknowledged by the target: the progress line may count it
+
+    def say(self) -> None:
+        """done/total chunks, items acknowledged so far (mid-chunk too), rate and ETA."""
+        now = time.monotonic()
+        with self.lock:
+            written = self.written
+        rate = written / max(now - self.t0, 1e-6)
+        t = self.totals
+        left = (len(self.chunks) - t["chunks"] - t["skipped"]) * self.ctx.spec.export.chunk_items
+        self.ctx.progress("load", unit=self.group, done=t["chunks"] + t["skipped"], total=len(self.chunks),
+                          items=written, rate=f"{rate:.0f}/s", eta_s=f"{left / rate:.0f}" if rate else "?")
+
+    def record(self, marker: dict, final: bool = False, write: bool = True) -> None:
+        if marker:
+            self.unit["chunks_done"] += 1
+            for k in ("items", "written", "rejected"):
+                self.unit[k] += marker.get(k, 0)
+        self.unit.update(updated_at=self.ctx.clock(), **self.ctx.whoami())
+        if final:
+            self.unit["finished_at"] = self.unit["updated_at"]
+        if write:
+            state.save(self.ctx.staging, self.key, self.unit)
+
+
+def _finished(ctx: Context, chunk: str) -> bool:
+    """Done, with nothing in the dead-letter store (those are re-driven)."""
+    d = state.load(ctx.staging, layout.load_done(chunk))
+    return d is not None and d.get("rejected", 0) == 0
+
+
+def _transform_chunk(ctx: Context, chunk: str) -> tuple[list[Any], list[tuple[Any, str]]]:
+    items, bad = [], []
+    for n, (rec, why) in enumerate(read_chunk(ctx, chunk), 1):
+        if why is not None:
+            bad.append((rec, why))
+            continue
+        try:
+            items.append(ctx.transform.item(rec))
+        except RecordError as exc:
+            bad.append((rec, f"{chunk} record {n}: {exc}"))
+    return items, bad
+
+
+def _load_one(ctx: Context, chunk: str, pool: ThreadPoolExecutor, bucket: TokenBucket, p: _UnitProgress) -> dict:
+    """Write one chunk's items in batches; dead-letter what was refused; return its done marker."""
+    st = ctx.staging
+    items, bad = _transform_chunk(ctx, chunk)
+    batch_n = ctx.sink.capabilities.max_batch_items
+
+    def write(batch: list[Any]) -> WriteResult:
+        bucket.take(len(batch))
+        r = ctx.sink.write_items(batch)
+        p.acknowledged(r.written)
+        return r
+
+    results = list(pool.map(write, [items[i : i + batch_n] for i in range(0, len(items), batch_n)]))
+    rejected = bad + [rj for r in results for rj in r.rejected]
+    name = layout.chunk_name(chunk)
+    if rejected:
+        dead_letter(ctx, "load", name, rejected, ctx.target_codec)
+    elif st.exists(layout.deadletter("load", name)):
+        st.delete(layout.deadletter("load", name))  # re-driven: everything is in the target now
+        ctx.log.info("TURNOUT load re-drove %s: its dead letters are now written", chunk)
+    marker = {"items": len(items) + len(bad), "written": sum(r.written for r in results),
+              "rejected": len(rejected), "at": ctx.clock(), **ctx.whoami()}
+    state.save(st, layout.load_done(chunk), marker)
+    return marker
+
+
+def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None = None) -> dict:
+    """Transform and bulk-load the chunks of one load unit."""
+    st = ctx.staging
+    lp = state.load(st, layout.LOAD_PLAN)
+    if lp is None or group >= len(lp["groups"]):
+        raise TurnoutError(f"load unit {group} is not in the load plan")
+    chunks = lp["groups"][group]
+    if st.exists(layout.APPLY_CHECKPOINT):
+        pending = [c for c in chunks if not _finished(ctx, c)]
+        if pending:
+            raise TurnoutError(
+                f"load unit {group} has {len(pending)} unfinished chunks but change apply has already started: loading "
+                "them now could overwrite newer changes; start the migration over with a fresh staging prefix")
+    rl = ctx.spec.rate_limits
+    bucket = TokenBucket(rl.write_items_per_second / rl.parallel_tasks)
+    with _UnitProgress(ctx, group, chunks) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
+        t = p.totals
+        for chunk in chunks:
+            if _finished(ctx, chunk):
+                t["skipped"] += 1
+                p.record(state.load(st, layout.load_done(chunk)) or {}, write=False)  # written with the next chunk
+                continue
+            if on_chunk:
+                on_chunk(chunk)
+            marker = _load_one(ctx, chunk, pool, bucket, p)
+            p.record(marker)
+            t["chunks"] += 1
+            t["items"] += marker["items"]
+            t["written"] += marker["written"]
+            t["rejected"] += marker["rejected"]
+    p.say()
+    p.record({}, final=not t["rejected"])
+    if t["rejected"]:
+        raise DeadLetterError(
+            f"load unit {group}: {t['rejected']} records rejected by the target; see "
+            f"{st.url}/{layout.DEADLETTER}load/ (reasons recorded with each record)")
+    return {"unit": group, **t}

@@ -1,0 +1,252 @@
+"""Validation: both sides through the same transform, compared by segment digests, drilled down to
+the exact keys, with rechecks of keys that in-flight changes may explain.
+
+Pass 1 scans both sides in parallel segments and keeps, per digest bucket (a stable hash of the
+target key), a count and the XOR of 128-bit item hashes: memory is O(buckets), not O(items).
+Pass 2 rescans only the buckets that differ and keeps key -> hash for them. Every differing key is
+then rechecked with consistent point reads on both sides, up to ``recheck_rounds`` times after
+``recheck_wait_seconds``; only a difference that persists counts.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Optional
+
+from .. import layout
+from ..codec import Item, stable_bucket
+from ..errors import RecordError, ValidationFailed
+from ..ports import Change
+from ..report import write_report
+from ..runtime import Context
+from .reconcile import needs_reconcile, reconcile_deletes
+
+SCAN_SEGMENTS = 4
+
+
+def _scan_side(scan: Callable[[int, int], Iterator[Item]], fn, total: int = SCAN_SEGMENTS):
+    def one(seg):
+        acc = fn.new()
+        for it in scan(seg, total):
+            fn.add(acc, it)
+        return acc
+
+    with ThreadPoolExecutor(total) as pool:
+        parts = list(pool.map(one, range(total)))
+    return fn.merge(parts)
+
+
+class _Digest:
+    def __init__(self, buckets: int, key_of, codec, sample: int = 0, required=(), group_of=None):
+        self.buckets, self.key_of, self.codec, self.sample, self.required = buckets, key_of, codec, sample, required
+        self.group_of = group_of
+
+    def new(self):
+        return {"count": [0] * self.buckets, "xor": [0] * self.buckets, "sample": [], "errors": [], "groups": {}}
+
+    def add(self, acc, item):
+        try:
+            item, key, _src_key = self.key_of(item)
+        except RecordError as exc:
+            acc["errors"].append(str(exc))
+            return
+        kt = self.codec.key_text(key)
+        b = stable_bucket(kt, self.buckets)
+        acc["count"][b] += 1
+        acc["xor"][b] ^= int.from_bytes(self.codec.hash(item), "big")
+        if self.group_of is not None:
+            g = self.group_of(item) or "(unknown)"
+            acc["groups"][g] = acc["groups"].get(g, 0) + 1
+        if len(acc["sample"]) < self.sample:
+            acc["sample"].append({"key": kt, **{a: (a in item) for a in self.required}})
+
+    def merge(self, parts):
+        out = self.new()
+        for p in parts:
+            for b in range(self.buckets):
+                out["count"][b] += p["count"][b]
+                out["xor"][b] ^= p["xor"][b]
+            out["sample"].extend(p["sample"][: max(0, self.sample - len(out["sample"]))])
+            out["errors"].extend(p["errors"])
+            for g, n in p["groups"].items():
+                out["groups"][g] = out["groups"].get(g, 0) + n
+        return out
+
+
+class _Keys:
+    def __init__(self, buckets: int, wanted: set[int], key_of, codec):
+        self.buckets, self.wanted, self.key_of, self.codec = buckets, wanted, key_of, codec
+
+    def new(self):
+        return {}
+
+    def add(self, acc, item):
+        try:
+            item, key, src_key = self.key_of(item)
+        except RecordError:
+            return
+        kt = self.codec.key_text(key)
+        if stable_bucket(kt, self.buckets) in self.wanted:
+            acc[kt] = (key, self.codec.hash(item), src_key)
+
+    def merge(self, parts):
+        out = {}
+        for p in parts:
+            out.update(p)
+        return out
+
+
+def _expectations(sample: list[dict], required: list[str], source_count: int, target_count: int) -> dict:
+    """Great Expectations on the target: key uniqueness and required attributes on a sample of target
+    items, and count equality on the full counts."""
+    import great_expectations as gx
+    import pandas as pd
+
+    ctx = gx.get_context(mode="ephemeral")
+    ds = ctx.data_sources.add_pandas("turnout")
+    results = {}
+
+    def run(name, df, expectations):
+        asset = ds.add_dataframe_asset(name)
+        bd = asset.add_batch_definition_whole_dataframe(f"{name}-batch")
+        batch = bd.get_batch(batch_parameters={"dataframe": df})
+        suite = gx.ExpectationSuite(name=f"{name}-suite", expectations=expectations)
+        r = batch.validate(suite)
+        for er in r.results:
+            cfg = er.expectation_config
+            results[f"{cfg.type}({cfg.kwargs.get('column', cfg.kwargs.get('column_A', ''))})"] = bool(er.success)
+        return r.success
+
+    df = pd.DataFrame(sample or [{"key": None}])
+    exps = [gx.expectations.ExpectColumnValuesToBeUnique(column="key"),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="key")]
+    for a in required:
+        if a not in df:
+            df[a] = False
+        exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column=a, value_set=[True]))
+    ok1 = run("target_sample", df, exps) if sample else True
+    counts = pd.DataFrame([{"source_count": source_count, "target_count": target_count}])
+    ok2 = run("counts", counts, [gx.expectations.ExpectColumnPairValuesToBeEqual(
+        column_A="source_count", column_B="target_count")])
+    return {"success": bool(ok1 and ok2), "sample_size": len(sample), "expectations": results}
+
+
+def _recheck_round(ctx: Context, differing: dict[str, dict], reconciled: Optional[dict]) -> dict[str, dict]:
+    """One round of consistent point reads on both sides; what still differs, with its kind."""
+    tr, src, sink, codec = ctx.transform, ctx.source, ctx.sink, ctx.target_codec
+    still = {}
+    for kt, d in differing.items():
+        s_item = src.get(d["src_key"]) if d["src_key"] is not None else None
+        t_item = sink.get(d["key"])
+        s_t = tr.item(s_item) if s_item is not None else None
+        if s_t is not None and codec.key_text(tr.target_key_of(s_t)) != kt:
+            s_t = None  # the source row now maps to another key (a key column changed): not this key's
+        if (s_t is None and t_item is None) or (
+                s_t is not None and t_item is not None and codec.canonical(s_t) == codec.canonical(t_item)):
+            continue
+        kind = "missing" if t_item is None else "extra" if s_t is None else "different"
+        if kind == "extra" and reconciled is not None and s_item is None:
+            # the source's change stream carries no deletes: a key the source confirms absent is a delete
+            # that will never arrive — reconcile it now (the same rule as reconcile_deletes)
+            r = sink.apply_changes([Change(key=d["key"], op="delete", image=None, version=[], created_at=0.0)])
+            if not r.rejected:
+                reconciled["deleted"] += 1
+                continue
+        still[kt] = {**d, "kind": kind}
+    return still
+
+
+def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float] = None) -> dict:
+    v = ctx.spec.validation
+    tr, src, sink = ctx.transform, ctx.source, ctx.sink
+    t0 = time.monotonic()
+    reconciled = None
+    if needs_reconcile(ctx):  # e.g. Cosmos DB's change stream: deletes never arrive
+        reconciled = reconcile_deletes(ctx, final=final)
+
+    codec = ctx.target_codec
+
+    group_of = tr.group_of if tr.grouped else None  # counts per source table / namespace
+
+    def src_key(item):
+        t = tr.item(item)
+        return t, tr.target_key_of(t), tr.source_key_from(item)
+
+    def tgt_key(item):
+        return item, tr.target_key_of(item), tr.source_key_of(item)
+
+    required = list(ctx.spec.mapping.required)
+    sd = _scan_side(src.scan, _Digest(v.buckets, src_key, codec, group_of=group_of))
+    td = _scan_side(sink.scan, _Digest(v.buckets, tgt_key, codec, v.expectation_sample, required, group_of))
+    source_count, target_count = sum(sd["count"]), sum(td["count"])
+    bad = {b for b in range(v.buckets) if sd["count"][b] != td["count"][b] or sd["xor"][b] != td["xor"][b]}
+    ctx.progress("validate", source_count=source_count, target_count=target_count, buckets=v.buckets,
+                 differing_buckets=len(bad))
+    differing: dict[str, dict] = {}
+    if bad:
+        sk = _scan_side(src.scan, _Keys(v.buckets, bad, src_key, codec))
+        tk = _scan_side(sink.scan, _Keys(v.buckets, bad, tgt_key, codec))
+        for kt in set(sk) | set(tk):
+            s, t = sk.get(kt), tk.get(kt)
+            if s and t and s[1] == t[1]:
+                continue
+            kind = "missing" if t is None else "extra" if s is None else "different"
+            differing[kt] = {"kind": kind, "key": (s or t)[0], "src_key": (s or t)[2]}
+    # rechecks: point reads on both sides after the lag has had time to pass
+    first_found = len(differing)
+    rounds = 0
+    wait = v.recheck_wait_seconds if recheck_wait is None else recheck_wait
+    while differing and rounds < v.recheck_rounds:
+        rounds += 1
+        time.sleep(wait)
+        still = _recheck_round(ctx, differing, reconciled)
+        ctx.progress("validate", recheck_round=rounds, rechecked=len(differing), still_differing=len(still))
+        differing = still
+    ge = _expectations(td["sample"], required, source_count, target_count)
+    kinds = {k: sum(1 for d in differing.values() if d["kind"] == k) for k in ("missing", "extra", "different")}
+    result = {
+        "final": final,
+        "ok": not differing and not sd["errors"] and not td["errors"],
+        "source_count": source_count,
+        "target_count": target_count,
+        "buckets": v.buckets,
+        "differing_buckets_first_pass": len(bad),
+        "differences_first_pass": first_found,
+        "recheck_rounds": rounds,
+        "differences": len(differing),
+        **kinds,
+        "differing_keys": [{"key": kt, "kind": d["kind"]} for kt, d in list(differing.items())[: v.max_reported_keys]],
+        "malformed": (sd["errors"] + td["errors"])[:100],
+        **({"per_table": {g: {"source": sd["groups"].get(g, 0), "target": td["groups"].get(g, 0)}
+                          for g in sorted(set(sd["groups"]) | set(td["groups"]))}} if group_of else {}),
+        "expectations": ge,
+        **({"reconciled_deletes": reconciled["deleted"]} if reconciled is not None else {}),
+        "seconds": round(time.monotonic() - t0, 2),
+        "at": ctx.clock(),
+    }
+    name = layout.validation_report(final, result["at"])
+    ctx.staging.put_json(name, result)
+    ctx.staging.put_json(layout.VALIDATION_LATEST, result)
+    result["report"] = f"{ctx.staging.url}/{name}"
+    audit = None
+    if not final:  # the cutover writes its own audit report once its summary is recorded
+        audit = write_report(ctx, "validation")["html"]
+    ctx.log.info(
+        "TURNOUT validation %s: source=%d target=%d differing_buckets=%d first_pass_differences=%d after %d "
+        "recheck rounds: missing=%d extra=%d different=%d; expectations %s; report %s",
+        "OK" if result["ok"] else "FAILED", source_count, target_count, len(bad), first_found, rounds,
+        kinds["missing"], kinds["extra"], kinds["different"], "passed" if ge["success"] else "FAILED",
+        result["report"])
+    for d in result["differing_keys"][:20]:
+        ctx.log.error("TURNOUT validation difference kind=%s key=%s", d["kind"], d["key"])
+    if not result["ok"]:
+        raise ValidationFailed(
+            f"{len(differing)} keys differ after {rounds} rechecks (missing={kinds['missing']}, "
+            f"extra={kinds['extra']}, different={kinds['different']}); report {result['report']}")
+    if not ge["success"] and final:
+        raise ValidationFailed(f"Great Expectations failed on the target: {ge['expectations']}")
+    return {k: result[k] for k in ("ok", "source_count", "target_count", "differences", "differences_first_pass",
+                                    "recheck_rounds", "report") + (("per_table",) if group_of else ())
+                                   + (("reconciled_deletes",) if reconciled is not None else ())} | {
+        "expectations_ok": ge["success"]} | ({"audit_report": audit} if audit else {})
