@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from ...ports import SourceAdapter, TargetAdapter
-from .client import DynamoDBConfig, DynamoDBTable, call_with_backoff
+from .client import CLOCK_MARGIN_SECONDS, THROTTLE_CODES, DynamoDBConfig, DynamoDBTable, call_with_backoff
 from .preflight import facts, key_types, preflight
 from .sink import DynamoDBSink
 from .source import DynamoDBSource, DynamoDBStreamsPosition
 from .streams import DynamoDBChangeReader, StreamReader
 
-__all__ = ["DynamoDBConfig", "DynamoDBTable", "DynamoDBSource", "DynamoDBSink", "DynamoDBChangeReader",
+__all__ = ["CLOCK_MARGIN_SECONDS", "THROTTLE_CODES", "DynamoDBConfig", "DynamoDBTable", "DynamoDBSource", "DynamoDBSink", "DynamoDBChangeReader",
            "DynamoDBStreamsPosition", "StreamReader", "call_with_backoff", "key_types", "SOURCE", "TARGET"]
 
 
