@@ -83,7 +83,8 @@ def build_dag(spec: MigrationSpec, spec_file: str = "") -> DAG:
                 if t.mapped_over:
                     # the spec's rate is split between parallel_tasks tasks: never run more than that
                     kw["max_active_tis_per_dagrun"] = spec.rate_limits.parallel_tasks
-                    op = cls.partial(**kw)  # type: ignore[attr-defined]  # BaseOperatorMeta adds partial.expand(unit=built[t.mapped_over].output)
+                    # BaseOperatorMeta adds partial (typeshed does not know it)
+                    op = cls.partial(**kw).expand(unit=built[t.mapped_over].output)  # type: ignore[attr-defined]
                 else:
                     op = cls(**kw)
             built[t.task_id] = op

@@ -145,15 +145,15 @@ def _recheck_round(ctx: Context, differing: dict[str, dict], reconciled: Optiona
         if (s_t is None and t_item is None) or (
                 s_t is not None and t_item is not None and codec.canonical(s_t) == codec.canonical(t_item)):
             continue
-        kind = "missing" if t_item is None else "extra" if s_t is None else "different"
-        if kind == "extra" and reconciled is not None and s_item is None:
+        diff = "missing" if t_item is None else "extra" if s_t is None else "different"
+        if diff == "extra" and reconciled is not None and s_item is None:
             # the source's change stream carries no deletes: a key the source confirms absent is a delete
             # that will never arrive — reconcile it now (the same rule as reconcile_deletes)
             r = sink.apply_changes([Change(key=d["key"], op="delete", image=None, version=[], created_at=0.0)])
             if not r.rejected:
                 reconciled["deleted"] += 1
                 continue
-        still[kt] = {**d, "kind": kind}
+        still[kt] = {**d, "kind": diff}
     return still
 
 

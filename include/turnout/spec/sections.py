@@ -1,0 +1,103 @@
+"""The spec's tunable sections: export, load, rate limits, capture, apply, catch-up, validation, cutover, staging."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Optional, Union
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from .sides import Strict
+
+
+class Export(Strict):
+    mode: Literal["scan", "native"] = Field(
+        default="scan", description="scan: parallel Scan; native: read an ExportTableToPointInTime export in S3"
+    )
+    segments: Union[int, Literal["auto"]] = "auto"
+    target_segment_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="size per segment when auto")
+    max_segments: int = Field(default=1000, gt=0)
+    chunk_items: int = Field(default=10_000, gt=0, description="items per staging chunk file")
+    native_s3_bucket: Optional[str] = None
+    native_s3_prefix: str = "turnout-export"
+    native_export_arn: Optional[str] = Field(default=None, description="read this existing export instead of starting one")
+
+    @field_validator("segments")
+    @classmethod
+    def _segments(cls, v):
+        if isinstance(v, int) and not 1 <= v <= 1_000_000:
+            raise ValueError("segments must be between 1 and 1000000 (DynamoDB's TotalSegments limit)")
+        return v
+
+    @model_validator(mode="after")
+    def _native(self):
+        if self.mode == "native" and not (self.native_s3_bucket or self.native_export_arn):
+            raise ValueError("mode native needs native_s3_bucket (or native_export_arn)")
+        return self
+
+
+class Load(Strict):
+    max_tasks: int = Field(default=256, gt=0, description="at most this many mapped load tasks (chunks are grouped)")
+    concurrency: int = Field(default=8, gt=0, description="concurrent batch writers inside one load task")
+
+
+class RateLimits(Strict):
+    read_items_per_second: float = Field(default=0, ge=0, description="0 = unlimited; shared by all export tasks")
+    write_items_per_second: float = Field(default=0, ge=0, description="0 = unlimited; shared by all load tasks")
+    parallel_tasks: int = Field(default=4, gt=0, description="mapped tasks running at once (the rate is split between them)")
+
+
+class Capture(Strict):
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    max_records_per_file: int = Field(default=1000, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+
+
+class Apply(Strict):
+    lanes: int = Field(default=8, gt=0, le=256, description="parallel apply lanes (by a stable hash of the key)")
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class CatchUp(Strict):
+    lag_threshold_seconds: float = Field(default=60, gt=0, description="cutover waits until lag stays under this")
+    stable_seconds: float = Field(default=30, ge=0, description="...for this long")
+    timeout_hours: float = Field(default=72, gt=0)
+
+
+class Validation(Strict):
+    buckets: int = Field(default=256, gt=0, le=65536, description="digest segments per side")
+    recheck_rounds: int = Field(default=5, ge=0)
+    recheck_wait_seconds: float = Field(default=5, ge=0)
+    expectation_sample: int = Field(default=100_000, gt=0, description="target items checked by Great Expectations")
+    max_reported_keys: int = Field(default=1000, gt=0)
+
+
+class Cutover(Strict):
+    quiet_seconds: float = Field(default=10, ge=0, description="drain until no new change arrives for this long")
+    drain_timeout_seconds: float = Field(default=1800, gt=0)
+
+
+class StagingSpec(Strict):
+    url: str = Field(description="s3://bucket/prefix, or an absolute local path (single machine only)")
+    conn_id: Optional[str] = Field(default=None, description="aws connection for s3:// staging")
+
+    @field_validator("conn_id")
+    @classmethod
+    def _conn(cls, v):
+        return v or None  # an empty ${VAR:-} means "no connection": boto3's default credentials
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v):
+        if v.startswith("s3://"):
+            if len(v) <= 5 or v[5] == "/":
+                raise ValueError("s3:// url names no bucket")
+            return v
+        path = v[7:] if v.startswith("file://") else v
+        if not os.path.isabs(path):
+            raise ValueError(f"local staging path {v!r} must be absolute (every task must see the same place)")
+        return v
