@@ -167,9 +167,9 @@ def test_numbers_in_keys_are_normalized():
 
 @pytest.mark.parametrize("col,value,expected", [
     ("order_date", dt.date(2024, 3, 5), "X#2024-03-05"),
-    ("placed_at", dt.datetime(2024, 3, 5, 6, 7, 8), "X#2024-03-05T06:07:08"),
+    ("placed_at", dt.datetime(2024, 3, 5, 6, 7, 8), "X#2024-03-05T06:07:08.000000"),  # datetime(6): one width
     ("placed_at", dt.datetime(2024, 3, 5, 6, 7, 8, 123), "X#2024-03-05T06:07:08.000123"),
-    ("updated_at", dt.datetime(2024, 3, 5, 6, 7, 8), "X#2024-03-05T06:07:08"),  # no 'Z' in a key
+    ("updated_at", dt.datetime(2024, 3, 5, 6, 7, 8), "X#2024-03-05T06:07:08.000000"),  # no 'Z' in a key
     ("placed_at", "2024-03-05 06:07:08", "X#2024-03-05T06:07:08"),  # text form (as staged)
 ])
 @pytest.mark.parametrize("fmt", ["iso", "epoch", "epoch_ms"])
@@ -301,10 +301,10 @@ def test_floats_and_doubles():
 
 
 @pytest.mark.parametrize("fmt,col,value,expected", [
-    ("iso", "placed_at", dt.datetime(2024, 3, 5, 6, 7, 8), {"S": "2024-03-05T06:07:08"}),
+    ("iso", "placed_at", dt.datetime(2024, 3, 5, 6, 7, 8), {"S": "2024-03-05T06:07:08.000000"}),
     ("iso", "placed_at", dt.datetime(2024, 3, 5, 6, 7, 8, 120000), {"S": "2024-03-05T06:07:08.120000"}),
     ("iso", "placed_at", dt.datetime(2024, 3, 5, 6, 7, 8, 1), {"S": "2024-03-05T06:07:08.000001"}),
-    ("iso", "updated_at", dt.datetime(2024, 3, 5, 6, 7, 8), {"S": "2024-03-05T06:07:08Z"}),
+    ("iso", "updated_at", dt.datetime(2024, 3, 5, 6, 7, 8), {"S": "2024-03-05T06:07:08.000000Z"}),
     ("iso", "updated_at", dt.datetime(2024, 3, 5, 6, 7, 8, 500000), {"S": "2024-03-05T06:07:08.500000Z"}),
     ("iso", "order_date", dt.date(2024, 3, 5), {"S": "2024-03-05"}),
     ("epoch", "order_date", dt.date(1970, 1, 2), {"N": "86400"}),
@@ -326,7 +326,7 @@ def test_per_column_cast_overrides_datetime_format():
     tr = build({"orders": {**order_mapping(), "casts": {"placed_at": "iso", "order_date": "string"}}},
                datetime_format="epoch")
     out = tr.item(order(placed_at=dt.datetime(1970, 1, 2), updated_at=dt.datetime(1970, 1, 2)))
-    assert out["placed_at"] == {"S": "1970-01-02T00:00:00"}
+    assert out["placed_at"] == {"S": "1970-01-02T00:00:00.000000"}
     assert out["order_date"] == {"S": "2024-03-05"}
     assert out["updated_at"] == {"N": "86400"}
 
@@ -798,7 +798,7 @@ def col(name):
     ("photo", bytearray(b"\x01"), {"B": b"\x01"}),
     ("comment", b"caf\xc3\xa9", {"S": "café"}),
     ("comment", "café", {"S": "café"}),
-    ("placed_at", dt.datetime(2024, 3, 5, 6, 7, 8), {"S": "2024-03-05 06:07:08"}),
+    ("placed_at", dt.datetime(2024, 3, 5, 6, 7, 8), {"S": "2024-03-05 06:07:08.000000"}),
     ("placed_at", dt.datetime(2024, 3, 5, 6, 7, 8, 5), {"S": "2024-03-05 06:07:08.000005"}),
     ("order_date", dt.date(2024, 3, 5), {"S": "2024-03-05"}),
     ("duration", -dt.timedelta(minutes=1, microseconds=1), {"S": "-00:01:00.000001"}),

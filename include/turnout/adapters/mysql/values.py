@@ -32,6 +32,12 @@ class Column:
     json: bool = False  # a JSON column (MariaDB: LONGTEXT with a json_valid check)
 
     @property
+    def fsp(self) -> int:
+        """Fractional seconds precision of a DATETIME/TIMESTAMP/TIME column (``datetime(3)`` -> 3)."""
+        m = re.match(r"^(?:datetime|timestamp|time)\((\d)\)", self.column_type)
+        return int(m.group(1)) if m else 0
+
+    @property
     def binary(self) -> bool:
         return self.data_type in _BINARY_TYPES
 
@@ -108,8 +114,8 @@ def neutral_value(col: Column, v: Any) -> dict:
         if col.binary:
             return {"B": bytes(v)}
         return {"S": bytes(v).decode("utf-8", "surrogateescape")}
-    if isinstance(v, dt.datetime):
-        return {"S": v.isoformat(sep=" ")}
+    if isinstance(v, dt.datetime):  # one width per column: a zero fraction still has its digits (text sorts)
+        return {"S": v.isoformat(sep=" ", timespec="microseconds" if col.fsp else "seconds")}
     if isinstance(v, dt.date):
         return {"S": v.isoformat()}
     if isinstance(v, dt.timedelta):
