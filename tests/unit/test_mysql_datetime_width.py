@@ -24,3 +24,14 @@ def test_texts_of_one_column_sort_as_the_times_do():
     times = [dt.datetime(2024, 1, 1, 0, 0, 1), dt.datetime(2024, 1, 1, 0, 0, 1, 500000), dt.datetime(2024, 1, 1, 0, 0, 2)]
     texts = [neutral_value(col, t)["S"] for t in times]
     assert sorted(texts) == texts
+
+
+def test_a_text_staged_without_its_zero_fraction_maps_to_the_same_key():
+    """An export chunk written by the previous release holds '…:08' for a DATETIME(6) zero fraction; the binlog
+    of today gives '…:08.000000'. Both must become one key, or one row would become two items."""
+    from turnout.adapters.mysql.values import _key_text
+
+    col = Column("t", "datetime", "datetime(6)")
+    old = _key_text(col, {"S": "2024-03-05 06:07:08"}, 0)
+    new = _key_text(col, neutral_value(col, dt.datetime(2024, 3, 5, 6, 7, 8)), 0)
+    assert old == new == "2024-03-05T06:07:08.000000"

@@ -170,7 +170,7 @@ def test_numbers_in_keys_are_normalized():
     ("placed_at", dt.datetime(2024, 3, 5, 6, 7, 8), "X#2024-03-05T06:07:08.000000"),  # datetime(6): one width
     ("placed_at", dt.datetime(2024, 3, 5, 6, 7, 8, 123), "X#2024-03-05T06:07:08.000123"),
     ("updated_at", dt.datetime(2024, 3, 5, 6, 7, 8), "X#2024-03-05T06:07:08.000000"),  # no 'Z' in a key
-    ("placed_at", "2024-03-05 06:07:08", "X#2024-03-05T06:07:08"),  # text form (as staged)
+    ("placed_at", "2024-03-05 06:07:08", "X#2024-03-05T06:07:08.000000"),  # text form (as staged), datetime(6)
 ])
 @pytest.mark.parametrize("fmt", ["iso", "epoch", "epoch_ms"])
 def test_dates_in_keys_render_iso_whatever_the_datetime_format(col, value, expected, fmt):

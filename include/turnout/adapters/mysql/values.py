@@ -198,11 +198,13 @@ def _parse_datetime(text: str) -> tuple[dt.datetime, bool, bool]:
     return value, m.group(4) is not None, bool(m.group(7))
 
 
-def _iso(text: str, data_type: str) -> str:
+def _iso(text: str, data_type: str, fsp: int = 0) -> str:
+    """ISO-8601 text; a column with fractional seconds (fsp > 0) always gets them, so its texts have one width
+    (also for a text staged without its zero fraction by an earlier release)."""
     value, has_time, has_frac = _parse_datetime(text)
     if not has_time and data_type == "date":
         return value.date().isoformat()
-    out = value.isoformat(timespec="microseconds" if has_frac else "seconds")
+    out = value.isoformat(timespec="microseconds" if has_frac or fsp else "seconds")
     return out + "Z" if data_type == "timestamp" else out
 
 
@@ -263,7 +265,7 @@ def cast_value(col: Column, cast: str, av: dict) -> Optional[dict]:
             raise ValueError(f"not valid JSON: {exc}") from None
         return _json_av(doc, "$")
     if cast == "iso":
-        return {"S": _iso(text, col.data_type)}
+        return {"S": _iso(text, col.data_type, col.fsp)}
     if cast == "epoch":
         return {"N": _epoch(text, 1)}
     if cast == "epoch_ms":
@@ -285,7 +287,7 @@ def _key_text(col: Column, av: dict, width: int) -> str:
             return ("-" + n[1:].rjust(width, "0")) if n.startswith("-") else n.rjust(width, "0")
         return n
     if col.data_type in _DATE_TYPES:
-        return _iso(v, "date" if col.data_type == "date" else "datetime")
+        return _iso(v, "date" if col.data_type == "date" else "datetime", col.fsp)
     return v.rjust(width, "0") if width else v
 
 
