@@ -33,8 +33,16 @@ def lag_status(ctx_or_staging, now: float | None = None) -> dict:
     else:
         ref = caphb["tip_poll_at"]
     dl = sum(1 for _ in st.list("deadletter/"))
-    per_ns = {ns: {"created": g["created"], "processed": g.get("processed"),
-                   "time_gap_in_seconds": round(max(0.0, (g.get("processed") or now) - g["created"]), 3)}
+    tip = caphb.get("tip_poll_at")
+
+    def gap(g: dict) -> float:
+        """How late the namespace's newest change was applied; 0 once nothing is pending (no backlog, and the
+        capture looked at the tip after it): a namespace that goes quiet must not hold its last gap for ever."""
+        if backlog == 0 and tip and g.get("processed") and tip > g["processed"]:
+            return 0.0
+        return round(max(0.0, (g.get("processed") or now) - g["created"]), 3)
+
+    per_ns = {ns: {"created": g["created"], "processed": g.get("processed"), "time_gap_in_seconds": gap(g)}
               for ns, g in (app.get("namespaces") or {}).items()}
     return {
         "backlog": backlog,
