@@ -18,19 +18,13 @@ import logging
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for p in ("include", "plugins", "scripts"):
-    sys.path.insert(0, str(ROOT / p))
+from benchlib import ROOT, engine_config, engine_context, run_export, run_load
 
 import stack  # noqa: E402
 import workload  # noqa: E402
 from turnout import phases  # noqa: E402
-from turnout.adapters.cosmos import CosmosConfig  # noqa: E402
-from turnout.adapters.dynamodb import DynamoDBConfig  # noqa: E402
-from turnout.runtime import make_context  # noqa: E402
 from turnout.spec import parse_spec  # noqa: E402
 
 
@@ -76,18 +70,13 @@ def main(argv=None) -> int:
         cos = stack.start_cosmos(state)
         workload.create_table(workload.client(src["endpoint"]), "orders")
         workload.seed(src["endpoint"], "orders", a.items)
-        ctx = make_context(spec(work / "staging", "turnout"),
-                           DynamoDBConfig(endpoint_url=src["endpoint"], aws_access_key_id="l", aws_secret_access_key="l"),
-                           CosmosConfig(endpoint=cos["endpoint"], key=cos["key"]))
+        ctx = engine_context(spec(work / "staging", "turnout"), engine_config("dynamodb", endpoint=src["endpoint"]),
+                             engine_config("cosmos", endpoint=cos["endpoint"], key=cos["key"]))
         phases.preflight(ctx)
         phases.start_cdc(ctx)
-        for seg in phases.plan_export(ctx):
-            phases.export_segment(ctx, seg)
-        units = phases.plan_load(ctx)
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(ctx.spec.rate_limits.parallel_tasks) as pool:
-            written = sum(r["written"] for r in pool.map(lambda u: phases.load_chunk(ctx, u), units))
-        t_turnout = time.perf_counter() - t0
+        run_export(ctx, 1)
+        ld = run_load(ctx, ctx.spec.rate_limits.parallel_tasks)
+        written, t_turnout = ld["items"], ld["seconds"]
         ctx.close()
         docs = [ctx.transform.item(i) for i in ctx.source.scan(0, 1)]
         t_hand = asyncio.run(hand_tuned(cos["endpoint"], cos["key"], "handtuned", docs))

@@ -34,7 +34,6 @@ import argparse
 import gc
 import json
 import logging
-import math
 import os
 import platform
 import resource
@@ -47,11 +46,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import (ROOT, T_START, Meter, batch_write, cores, count_items, drop_table, engine_config,
+                      engine_context, fresh_table, low_client, pct, r, run_bg, run_export, run_load, say,
+                      wait_active)
+
 BENCH = Path(__file__).resolve().parent
-for _p in ("include", "plugins", "scripts"):
-    if str(ROOT / _p) not in sys.path:
-        sys.path.insert(0, str(ROOT / _p))
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -59,79 +58,26 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 import stack  # noqa: E402
 import workload  # noqa: E402
-from benchlib import count_items, low_client, proc_cpu, run_bg, say  # noqa: E402
 from turnout import phases  # noqa: E402
-from turnout.adapters.dynamodb import DynamoDBConfig  # noqa: E402
-from turnout.runtime import make_context  # noqa: E402
 from turnout.spec import parse_spec  # noqa: E402
 
 TARGET_VS_HAND = 0.8
 TARGET_VS_PROVIDER = 5.0
 RESULT_PREFIX = "BENCH_RESULT "
 log = logging.getLogger("turnout.bench")
-T_START = time.monotonic()
 
 
-def pct(xs, p):
-    """Nearest-rank percentile (None for no samples)."""
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))]
-
-
-def r(x, nd=1):
-    return None if x is None else round(x, nd)
-
-
-class CpuMeter:
-    """CPU used by the two DynamoDB Local servers and by this process while a block runs."""
+class CpuMeter(Meter):
+    """CPU used by the two DynamoDB Local servers and by this process while a block runs (``cpu``: CPU seconds as
+    source_server_cpu_s, target_server_cpu_s, bench_process_cpu_s)."""
 
     def __init__(self, eps: dict):
-        self.pids = {"source_server": eps["source"]["pid"], "target_server": eps["target"]["pid"]}
-
-    def __enter__(self):
-        self.t0, self.c0 = time.monotonic(), time.process_time()
-        self.s0 = {k: proc_cpu(p) for k, p in self.pids.items()}
-        return self
+        super().__init__({"source_server": eps["source"]["pid"], "target_server": eps["target"]["pid"]})
 
     def __exit__(self, *exc):
-        self.wall = time.monotonic() - self.t0
-        self.cpu = {f"{k}_cpu_s": round(proc_cpu(p) - self.s0[k], 2) for k, p in self.pids.items()}
-        self.cpu["bench_process_cpu_s"] = round(time.process_time() - self.c0, 2)
+        super().__exit__(*exc)
+        self.cpu = self.cpu_s()
         return False
-
-
-def cores(cpu_s, wall):
-    return "?" if cpu_s is None or wall <= 0 or cpu_s != cpu_s else f"{cpu_s / wall:.2f}"
-
-
-def wait_active(c, table: str) -> None:
-    for _ in range(240):
-        if c.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE":
-            return
-        time.sleep(0.25)
-
-
-def fresh_table(endpoint: str, table: str) -> None:
-    c = low_client(endpoint)
-    drop_table(endpoint, table)
-    workload.create_table(c, table, gsi=False)
-    wait_active(c, table)
-
-
-def drop_table(endpoint: str, table: str) -> None:
-    c = low_client(endpoint)
-    try:
-        c.delete_table(TableName=table)
-    except c.exceptions.ResourceNotFoundException:
-        return
-    for _ in range(240):
-        try:
-            c.describe_table(TableName=table)
-        except c.exceptions.ResourceNotFoundException:
-            return
-        time.sleep(0.25)
 
 
 def spec_text(name: str, src_table: str, tgt_table: str, staging: Path, a) -> str:
@@ -147,10 +93,8 @@ rate_limits: {{parallel_tasks: {a.parallel_tasks}}}
 
 
 def make_ctx(spec_yaml: str, src_ep: str, tgt_ep: str):
-    spec = parse_spec(spec_yaml, "<bench spec>")
-    src = DynamoDBConfig(endpoint_url=src_ep, aws_access_key_id="l", aws_secret_access_key="l")
-    tgt = DynamoDBConfig(endpoint_url=tgt_ep, aws_access_key_id="l", aws_secret_access_key="l")
-    return make_context(spec, src, tgt, log=logging.getLogger("turnout.bench.engine"))
+    return engine_context(parse_spec(spec_yaml, "<bench spec>"), engine_config("dynamodb", endpoint=src_ep),
+                          engine_config("dynamodb", endpoint=tgt_ep))
 
 
 def warm_clients(ctx) -> None:
@@ -159,49 +103,21 @@ def warm_clients(ctx) -> None:
 
 
 def turnout_export(ctx, parallel: int) -> dict:
-    t0 = time.monotonic()
-    units = phases.plan_export(ctx)
-    with ThreadPoolExecutor(parallel) as pool:
-        res = list(pool.map(lambda s: phases.export_segment(ctx, s), units))
-    dt = time.monotonic() - t0
-    items = sum(x["items"] for x in res)
-    sizes = [c["items"] for s in units for c in ctx.staging.get_json(f"export/seg-{s:05d}/checkpoint.json")["chunks"]]
-    return {"items": items, "seconds": dt, "items_per_s": items / dt, "segments": len(units),
-            "chunks": sum(x["chunks"] for x in res), "max_chunk_items": max(sizes or [0])}
+    exp = run_export(ctx, parallel)
+    sizes = [c["items"] for s in range(exp["units"])
+             for c in ctx.staging.get_json(f"export/seg-{s:05d}/checkpoint.json")["chunks"]]
+    return {**exp, "segments": exp.pop("units"), "max_chunk_items": max(sizes or [0])}
 
 
 def turnout_load(ctx, parallel: int) -> dict:
-    t0 = time.monotonic()
-    units = phases.plan_load(ctx)
-    with ThreadPoolExecutor(parallel) as pool:
-        res = list(pool.map(lambda u: phases.load_chunk(ctx, u), units))
-    dt = time.monotonic() - t0
-    written = sum(x["written"] for x in res)
-    return {"items": written, "seconds": dt, "items_per_s": written / dt, "units": len(units),
-            "chunks": sum(x["chunks"] for x in res), "rejected": sum(x["rejected"] for x in res)}
+    return run_load(ctx, parallel)
 
 
 def hand_tuned_write(endpoint: str, table: str, items: list, threads: int = 8) -> dict:
-    c = low_client(endpoint, 32)
-    retries = [0]
-
-    def write(lo: int) -> int:
-        reqs = [{"PutRequest": {"Item": it}} for it in items[lo: lo + 25]]
-        n, delay = len(reqs), 0.02
-        while reqs:
-            resp = c.batch_write_item(RequestItems={table: reqs})
-            reqs = resp.get("UnprocessedItems", {}).get(table, [])
-            if reqs:
-                retries[0] += 1
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        return n
-
     t0 = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        n = sum(pool.map(write, range(0, len(items), 25)))
+    n, retries = batch_write(endpoint, table, items, threads)
     dt = time.monotonic() - t0
-    return {"items": n, "seconds": dt, "items_per_s": n / dt, "unprocessed_retries": retries[0]}
+    return {"items": n, "seconds": dt, "items_per_s": n / dt, "unprocessed_retries": retries}
 
 
 def child(args: list[str], env: dict, logfile: Path, timeout: float) -> dict:

@@ -59,27 +59,22 @@ goes, merged over the threads that ran it.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import io
 import json
 import logging
 import math
 import os
-import pstats
 import random
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for _p in ("include", "plugins", "scripts"):
-    if str(ROOT / _p) not in sys.path:
-        sys.path.insert(0, str(ROOT / _p))
+from benchlib import (ROOT, Meter, Profiler, Result, check, client_bound_note, engine_config, engine_context,
+                      fmt_row, finish, footer, ratio, run_bg, run_export, run_load, run_on_stack, say, setup_logging)
 
 import bson
 import stack
@@ -89,20 +84,14 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, InsertOne, MongoClient, ReplaceOne, UpdateOne
 from turnout import changelog, phases
-from turnout.adapters.mongo import MongoConfig
-from turnout.runtime import make_context
 from turnout.spec import load_spec
 
 SPEC_FILE = ROOT / "dags" / "specs" / "demo_people_to_documentdb.yaml"
 PREFIX = "bench_"  # database-name prefix: bench_shop.people, bench_shop.orders, bench_audit.events
 CEIL_PREFIX = "ceil_"  # fresh databases on the target for the write ceilings: ceil_bench_shop, ...
 AWAIT_MS, STREAM_BATCH = 100, 1000  # Turnout's change stream options (adapters/mongo.py _watch)
-from benchlib import PROBLEMS, T_START, Meter, Result, check, proc_cpu, ratio, run_bg, say  # noqa: F401
 
 log = logging.getLogger("turnout.bench")
-
-
-# ------------------------------------------------------------------------------------ CPU meters
 
 
 # ------------------------------------------------------------------------------------ Mongo helpers
@@ -328,17 +317,7 @@ class Backlog:
 
 def make_ctx(base_spec, name: str, src_uri: str, dst_uri: str):
     spec = base_spec.with_overrides({"name": name})
-    return make_context(spec, MongoConfig(src_uri), MongoConfig(dst_uri), log=logging.getLogger("turnout.bench.engine"))
-
-
-def turnout_export(ctx, threads: int, seg_fn) -> dict:
-    units = phases.plan_export(ctx)
-    if threads == 1:
-        res = [seg_fn(ctx, u) for u in units]
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            res = list(pool.map(lambda u: seg_fn(ctx, u), units))
-    return {"docs": sum(r["items"] for r in res), "units": len(units), "chunks": sum(r["chunks"] for r in res)}
+    return engine_context(spec, engine_config("mongodb", uri=src_uri), engine_config("mongodb", uri=dst_uri))
 
 
 def exported_docs(ctx) -> dict:
@@ -351,48 +330,6 @@ def exported_docs(ctx) -> dict:
             ns = f"{parts[1]}.{parts[2][: -len('.bson')]}"
             out.setdefault(ns, []).extend(bson.decode_file_iter(io.BytesIO(ctx.staging.get_bytes(ch["key"]))))
     return out
-
-
-class Profiler:
-    """cProfile around one Turnout phase when --profile names it: every wrapped call gets its own profile (it may
-    run in a pool thread: the phase's function, and the sink method its pool threads call), merged at the end."""
-
-    def __init__(self, wanted: str | None):
-        self.wanted = {"dump": "export", "restore": "load"}.get(wanted, wanted)
-        self.profiles: dict[str, list] = {}
-        self._local, self._lock = threading.local(), threading.Lock()
-
-    def wrap(self, phase: str, fn):
-        if self.wanted != phase:
-            return fn
-
-        def run(*a, **kw):
-            if getattr(self._local, "on", False):  # already profiled in this thread
-                return fn(*a, **kw)
-            prof = cProfile.Profile()
-            self._local.on = True
-            prof.enable()
-            try:
-                return fn(*a, **kw)
-            finally:
-                prof.disable()
-                self._local.on = False
-                with self._lock:
-                    self.profiles.setdefault((phase, getattr(fn, "__qualname__", repr(fn))), []).append(prof)
-
-        return run
-
-    def reports(self):
-        """(phase, function, calls, text) per profiled function: the phase's own function and, apart, the sink method
-        its pool threads ran (their waits on the server would otherwise swamp the phase's own work)."""
-        for (phase, fn), profs in self.profiles.items():
-            s = io.StringIO()
-            st = pstats.Stats(profs[0], stream=s)
-            for p in profs[1:]:
-                st.add(p)
-            st.sort_stats("tottime").print_stats(18)
-            st.sort_stats("cumulative").print_stats(24)
-            yield phase, fn, len(profs), s.getvalue()
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -422,50 +359,24 @@ def main(argv=None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="turnout-bench-mongo-"))
     logfile = work / "engine.log"
-    logging.basicConfig(level=logging.INFO, filename=str(logfile), filemode="w",
-                        format="%(asctime)s %(levelname)s %(threadName)s %(name)s %(message)s")
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.ERROR)
-    logging.getLogger().addHandler(console)
-    for noisy in ("great_expectations", "pymongo", "botocore", "boto3", "urllib3", "s3transfer"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(logfile)
     os.environ["TURNOUT_STAGING"] = str(work / "staging")
-    prof = Profiler(a.profile)
+    prof = Profiler(a.profile, {"dump": "export", "restore": "load"})
     load0 = [round(x, 2) for x in os.getloadavg()]
     say(f"work dir {work}; engine log {logfile}; load average {load0}")
     state = work / "stack"
     out: dict = {}
-    rc = 0
-    try:
+
+    def body():
         src = stack.start_mongo("mongo-source", state)
         dst = stack.start_mongo("mongo-target", state)
         pids = {"source": src["pid"], "target": dst["pid"]}
         say(f"nx-27017 source {src['endpoint']} (pid {src['pid']}), target {dst['endpoint']} (pid {dst['pid']})")
         run(a, docs, src["uri"], dst["uri"], pids, prof, out)
-    except BaseException as exc:
-        out["error"] = repr(exc)
-        log.exception("bench failed")
-        print(f"bench failed: {exc!r} (engine log {logfile})", file=sys.stderr)
-        rc = 1
-    finally:
-        stopped = stack.down(state)
-        say(f"stack down: {' '.join(stopped) or 'nothing to stop'}")
-    out["wall"] = time.monotonic() - T_START
+
+    rc = run_on_stack(state, out, logfile, body)
     print_report(a, docs, out, load0)
-    for phase, fn, calls, text in prof.reports():
-        print(f"\n--- cProfile of Turnout {phase}: {fn}, {calls} call(s) merged, each in the thread that ran it (this "
-              f"run's {phase} figure is inflated by the profiler; waiting on another thread shows as lock acquire) ---")
-        print(text)
-    if PROBLEMS:
-        print("COUNT CHECKS FAILED (figures are NOT for complete work):")
-        for p in PROBLEMS:
-            print(f"  - {p}")
-        rc = 1
-    if a.keep or rc:
-        say(f"kept {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return rc
+    return finish(rc, prof, work, a.keep)
 
 
 def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, out: dict) -> None:
@@ -509,10 +420,10 @@ def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, ou
 
     say("dump: Turnout export_segment, units one after another")
     with Meter(pids) as m:
-        e1 = turnout_export(ctx, 1, prof.wrap("export", phases.export_segment))
-    res["dump_t1"] = Result("Turnout export_segment, units in sequence", e1["docs"], m, "docs", "source",
+        e1 = run_export(ctx, 1, prof.wrap("export", phases.export_segment))
+    res["dump_t1"] = Result("Turnout export_segment, units in sequence", e1["items"], m, "docs", "source",
                             f"{e1['units']} units, {e1['chunks']} chunks")
-    check(e1["docs"] == total, f"Turnout dump (sequential) wrote {e1['docs']} documents to staging, source holds {total}")
+    check(e1["items"] == total, f"Turnout dump (sequential) wrote {e1['items']} documents to staging, source holds {total}")
     say("dump: raw keyset find(), dict documents, units one after another")
     with Meter(pids) as m:
         r1, q1 = raw_dump(src_uri, units, page, 1, raw=False)
@@ -533,10 +444,10 @@ def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, ou
     check(units_par == units, f"the {a.threads}-thread dump has the same {len(units)} units")
     say(f"dump: Turnout export_segment, {a.threads} threads")
     with Meter(pids) as m:
-        eN = turnout_export(ctx_par, a.threads, phases.export_segment)
-    res["dump_tN"] = Result(f"Turnout export_segment, {a.threads} threads", eN["docs"], m, "docs", "source",
+        eN = run_export(ctx_par, a.threads)
+    res["dump_tN"] = Result(f"Turnout export_segment, {a.threads} threads", eN["items"], m, "docs", "source",
                             f"{eN['units']} units, {eN['chunks']} chunks")
-    check(eN["docs"] == total, f"Turnout dump ({a.threads} threads) wrote {eN['docs']} documents, source holds {total}")
+    check(eN["items"] == total, f"Turnout dump ({a.threads} threads) wrote {eN['items']} documents, source holds {total}")
     say(f"dump: raw keyset find(), dicts, {a.threads} threads")
     with Meter(pids) as m:
         rN, qN = raw_dump(src_uri, units, page, a.threads, raw=False)
@@ -581,14 +492,12 @@ def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, ou
     say(f"restore: Turnout plan_load + load_chunk, {par} units at a time")
     load_fn = prof.wrap("load", phases.load_chunk)
     with Meter(pids) as m:
-        lunits = phases.plan_load(ctx)
-        with ThreadPoolExecutor(par) as pool:
-            lres = list(pool.map(lambda u: load_fn(ctx, u), lunits))
-    written = sum(r["written"] for r in lres)
+        ld = run_load(ctx, par, load_fn)
+    written = ld["items"]
     res["load_t"] = Result(f"Turnout load_chunk ({par} units x {sp.load.concurrency} writers)", written, m, "docs",
-                           "target", f"{len(lunits)} units, {sum(r['chunks'] for r in lres)} chunks")
-    check(written == total and not sum(r["rejected"] for r in lres), f"Turnout restore wrote {written} documents, "
-          f"{sum(r['rejected'] for r in lres)} rejected; {total} dumped")
+                           "target", f"{ld['units']} units, {ld['chunks']} chunks")
+    check(written == total and not ld["rejected"], f"Turnout restore wrote {written} documents, "
+          f"{ld['rejected']} rejected; {total} dumped")
     have = count_ns(dst_uri, nss)
     check(have == counts, f"the target holds {sum(have.values())} documents after the restore, per namespace as the "
           f"source ({have})")
@@ -751,23 +660,6 @@ def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, ou
                threads=a.threads, lanes=sp.apply.lanes)
 
 
-def fmt_row(r: Result) -> str:
-    return (f"  {r.label:<54}{r.n:>8,} {r.unit:<8}{r.seconds:>7.2f} s{r.rate:>10,.0f}/s   "
-            f"{r.server_cores:>5} / {r.client_cores:<5}  {r.extra}")
-
-
-def client_bound_note(res: dict, keys, server: str) -> None:
-    """Say so when the 'server ceiling' is really the Python client (server far from busy)."""
-    busy = [(res[k].server_cores, res[k].client_cores) for k in keys]
-    try:
-        if all(float(s) < 0.5 and float(c) > 0.8 for s, c in busy):
-            print(f"     note: during the raw run(s) the {server} nx-27017 was busy {', '.join(s for s, _ in busy)} "
-                  f"cores and this process {', '.join(c for _, c in busy)}: that ceiling is the Python client "
-                  "(one GIL), not the server")
-    except ValueError:
-        pass
-
-
 def starved_note(res: dict, turnout: str, ceilings) -> None:
     """Say so when a ceiling's server was clearly less busy than during Turnout's run of the same work: on this
     shared host that is noise (another process took the core), and the ratio against that ceiling flatters Turnout."""
@@ -813,7 +705,7 @@ def print_report(a, docs: int, out: dict, load0) -> None:
     ratio_line(f"Turnout {t} threads / Turnout in sequence", "dump_tN", "dump_t1")
     starved_note(res, "dump_t1", ("dump_r1", "dump_b1"))
     starved_note(res, "dump_tN", ("dump_rN",))
-    client_bound_note(res, ("dump_r1", "dump_rN"), "source")
+    client_bound_note(res, ("dump_r1", "dump_rN"), "the source nx-27017")
     print("restore (server = target nx-27017)")
     for k in ("load_t", "ins", "ups_1", "ups_2"):
         print(fmt_row(res[k]))
@@ -830,7 +722,7 @@ def print_report(a, docs: int, out: dict, load0) -> None:
         print(fmt_row(res[k]))
     ratio_line("Turnout / raw watch()", "cap_t", "cap_r")
     ratio_line("Turnout / raw watch() + find_one", "cap_t", "cap_f", "   (refetch_documents' re-read included in both)")
-    client_bound_note(res, ("cap_r",), "source")
+    client_bound_note(res, ("cap_r",), "the source nx-27017")
     starved_note(res, "cap_t", ("cap_r", "cap_f"))
     print("change apply (server = target nx-27017)")
     for k in ("app_t", "app_r1", "app_r2"):
@@ -851,13 +743,7 @@ def print_report(a, docs: int, out: dict, load0) -> None:
     print(f"  apply    {res['app_t'].rate / mean_app:5.2f}x of raw bulk ReplaceOne/DeleteOne")
     print(f"  capture  {ratio(res['cap_t'], res['cap_r']):5.2f}x of raw watch(), "
           f"{ratio(res['cap_t'], res['cap_f']):.2f}x of raw watch() + find_one per event")
-    print(f"wall {out['wall']:.0f} s; load average at start {load0}, at end "
-          f"{[round(x, 2) for x in os.getloadavg()]}: the host is shared and noisy, so only the ratios "
-          "(measured side by side in this run) mean much")
-    if PROBLEMS:
-        print(f"!!! {len(PROBLEMS)} COUNT CHECK(S) FAILED: see below")
-    else:
-        print("all count checks passed: every figure is for complete work")
+    footer(out["wall"], load0)
 
 
 if __name__ == "__main__":

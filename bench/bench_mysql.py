@@ -43,12 +43,9 @@ Turnout phase under cProfile (its figures are then inflated) and prints where it
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import logging
 import math
 import os
-import pstats
 import random
 import shutil
 import sys
@@ -58,84 +55,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-for _p in ("include", "plugins", "scripts"):
-    if str(ROOT / _p) not in sys.path:
-        sys.path.insert(0, str(ROOT / _p))
+from benchlib import (ROOT, Meter, Profiler, Result, batch_write, check, client_bound_note, count_items,
+                      drop_table, engine_config, engine_context, finish, fmt_row, footer, fresh_table, ratio,
+                      run_bg, run_export, run_load, run_on_stack, say, setup_logging)
 
-
-import stack  # noqa: E402
+import stack  # noqa: E402  (benchlib put scripts/ and include/ on the path)
 import workload_mysql as wm  # noqa: E402
 from turnout import changelog, phases  # noqa: E402
-from turnout.adapters.dynamodb import DynamoDBConfig  # noqa: E402
-from turnout.adapters.mysql import MySQLConfig  # noqa: E402
-from turnout.runtime import make_context  # noqa: E402
 from turnout.spec import load_spec  # noqa: E402
 
 SPEC_FILE = ROOT / "dags" / "specs" / "demo_shop_to_dynamodb.yaml"
 RAW_SERVER_ID = 4999  # the raw binlog reader's replica id (Turnout's is the spec's, 4271)
-from benchlib import (  # noqa: F401
-    PROBLEMS, T_START, Meter, Result, check, count_items, low_client, proc_cpu, ratio, run_bg, say)
 
 log = logging.getLogger("turnout.bench")
-
-
-# ------------------------------------------------------------------------------------ CPU meters
-
-
-# ------------------------------------------------------------------------------------ DynamoDB helpers
-
-
-def clone_table(endpoint: str, like: str, name: str) -> None:
-    """A fresh, empty table with the key schema and GSIs of ``like`` (Turnout's target)."""
-    c = low_client(endpoint)
-    drop_table(endpoint, name)
-    d = c.describe_table(TableName=like)["Table"]
-    kw = {"TableName": name, "KeySchema": d["KeySchema"], "AttributeDefinitions": d["AttributeDefinitions"],
-          "BillingMode": "PAY_PER_REQUEST"}
-    gsis = [{"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
-            for g in d.get("GlobalSecondaryIndexes", [])]
-    if gsis:
-        kw["GlobalSecondaryIndexes"] = gsis
-    c.create_table(**kw)
-    for _ in range(240):
-        if c.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE":
-            return
-        time.sleep(0.25)
-
-
-def drop_table(endpoint: str, name: str) -> None:
-    c = low_client(endpoint)
-    try:
-        c.delete_table(TableName=name)
-    except c.exceptions.ResourceNotFoundException:
-        return
-    for _ in range(240):
-        try:
-            c.describe_table(TableName=name)
-        except c.exceptions.ResourceNotFoundException:
-            return
-        time.sleep(0.25)
-
-
-def raw_batch_write(endpoint: str, table: str, items: list, threads: int = 8) -> int:
-    """The write ceiling: ThreadPoolExecutor(threads), 25-item BatchWriteItem, UnprocessedItems retried,
-    one shared low-level client; items already transformed, in memory."""
-    c = low_client(endpoint, 32)
-
-    def write(lo: int) -> int:
-        reqs = [{"PutRequest": {"Item": it}} for it in items[lo: lo + 25]]
-        n, delay = len(reqs), 0.02
-        while reqs:
-            resp = c.batch_write_item(RequestItems={table: reqs})
-            reqs = resp.get("UnprocessedItems", {}).get(table, [])
-            if reqs:
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        return n
-
-    with ThreadPoolExecutor(threads) as pool:
-        return sum(pool.map(write, range(0, len(items), 25)))
 
 
 # ------------------------------------------------------------------------------------ MySQL helpers
@@ -188,7 +120,7 @@ def plain(av: dict):
     return v
 
 
-def raw_export(cfg: MySQLConfig, layout: dict, units: list[dict], page: int, threads: int) -> tuple[int, int]:
+def raw_export(cfg, layout: dict, units: list[dict], page: int, threads: int) -> tuple[int, int]:
     """The export ceiling: keyset pages over the same units with pymysql, rows counted and dropped.
     Returns (rows, queries)."""
     local, conns = threading.local(), []
@@ -315,48 +247,8 @@ def raw_binlog(ep: dict, pos: dict, db: str, tables: list[str]) -> tuple[int, in
 
 def make_ctx(base_spec, name: str, ep: dict, ddb: str):
     spec = base_spec.with_overrides({"name": name})
-    src = MySQLConfig(host=ep["host"], port=ep["port"], user=ep["user"], password=ep["password"],
-                      database=spec.source.database)
-    tgt = DynamoDBConfig(endpoint_url=ddb, aws_access_key_id="l", aws_secret_access_key="l")
-    ctx = make_context(spec, src, tgt, log=logging.getLogger("turnout.bench.engine"))
-    return ctx
-
-
-def turnout_export(ctx, threads: int) -> dict:
-    units = phases.plan_export(ctx)
-    if threads == 1:
-        res = [phases.export_segment(ctx, u) for u in units]
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            res = list(pool.map(lambda u: phases.export_segment(ctx, u), units))
-    return {"rows": sum(r["items"] for r in res), "units": len(units), "chunks": sum(r["chunks"] for r in res)}
-
-
-class Profiler:
-    """cProfile around one Turnout phase when --profile names it (in the calling thread only, unless the
-    phase runs in a thread started through .wrap)."""
-
-    def __init__(self, wanted: str | None):
-        self.wanted, self.reports = wanted, []
-
-    def wrap(self, phase: str, fn):
-        if self.wanted != phase:
-            return fn
-
-        def run(*a, **kw):
-            prof = cProfile.Profile()
-            prof.enable()
-            try:
-                return fn(*a, **kw)
-            finally:
-                prof.disable()
-                s = io.StringIO()
-                st = pstats.Stats(prof, stream=s)
-                st.sort_stats("tottime").print_stats(22)
-                st.sort_stats("cumulative").print_stats(28)
-                self.reports.append((phase, s.getvalue()))
-
-        return run
+    return engine_context(spec, engine_config("mysql", ep=ep, database=spec.source.database),
+                          engine_config("dynamodb", endpoint=ddb))
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -379,50 +271,25 @@ def main(argv=None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="turnout-bench-mysql-"))
     logfile = work / "engine.log"
-    logging.basicConfig(level=logging.INFO, filename=str(logfile), filemode="w",
-                        format="%(asctime)s %(levelname)s %(threadName)s %(name)s %(message)s")
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.ERROR)
-    logging.getLogger().addHandler(console)
-    for noisy in ("great_expectations", "botocore", "boto3", "urllib3", "pymysqlreplication", "s3transfer"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(logfile)
     os.environ["TURNOUT_STAGING"] = str(work / "staging")
     prof = Profiler(a.profile)
     load0 = [round(x, 2) for x in os.getloadavg()]
     say(f"work dir {work}; engine log {logfile}; load average {load0}")
     state = work / "stack"
     out: dict = {}
-    rc = 0
-    try:
+
+    def body():
         ep = stack.start_mariadb(state)
         ddb = stack.start_dynamodb("ddb-target", state)
         ddb_ep = ddb["endpoint"]
         pids = {"mariadb": ep["pid"], "ddb": ddb["pid"]}
         say(f"MariaDB {ep['endpoint']} (pid {ep['pid']}), DynamoDB Local {ddb_ep} (pid {ddb['pid']})")
         run(a, customers, ep, ddb_ep, pids, work, prof, out)
-    except BaseException as exc:
-        out["error"] = repr(exc)
-        log.exception("bench failed")
-        print(f"bench failed: {exc!r} (engine log {logfile})", file=sys.stderr)
-        rc = 1
-    finally:
-        stopped = stack.down(state)
-        say(f"stack down: {' '.join(stopped) or 'nothing to stop'}")
-    out["wall"] = time.monotonic() - T_START
+
+    rc = run_on_stack(state, out, logfile, body)
     print_report(a, customers, out, load0)
-    for phase, text in prof.reports:
-        print(f"\n--- cProfile of Turnout {phase} (this run's {phase} figure is inflated by the profiler) ---")
-        print(text)
-    if PROBLEMS:
-        print("COUNT CHECKS FAILED (figures are NOT for complete work):")
-        for p in PROBLEMS:
-            print(f"  - {p}")
-        rc = 1
-    if a.keep or rc:
-        say(f"kept {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return rc
+    return finish(rc, prof, work, a.keep)
 
 
 def run(a, customers: int, ep: dict, ddb_ep: str, pids: dict, work: Path, prof: Profiler, out: dict) -> None:
@@ -471,10 +338,10 @@ def run(a, customers: int, ep: dict, ddb_ep: str, pids: dict, work: Path, prof: 
 
     say("export: Turnout, units one after another")
     with Meter(pids) as m:
-        e1 = prof.wrap("export", turnout_export)(ctx, 1)
-    res["exp_t1"] = Result("Turnout export_segment, units in sequence", e1["rows"], m, "rows", "mariadb",
+        e1 = run_export(ctx, 1, prof.wrap("export", phases.export_segment))
+    res["exp_t1"] = Result("Turnout export_segment, units in sequence", e1["items"], m, "rows", "mariadb",
                            f"{e1['units']} units, {e1['chunks']} chunks")
-    check(e1["rows"] == rows, f"Turnout export (sequential) wrote {e1['rows']} rows to staging, MySQL holds {rows}")
+    check(e1["items"] == rows, f"Turnout export (sequential) wrote {e1['items']} rows to staging, MySQL holds {rows}")
     say("export: raw keyset SELECT, units one after another")
     with Meter(pids) as m:
         r1, q1 = raw_export(src_cfg, layout, units, page, 1)
@@ -489,10 +356,10 @@ def run(a, customers: int, ep: dict, ddb_ep: str, pids: dict, work: Path, prof: 
     check(units_par == units, f"the {a.threads}-thread export has the same {len(units)} units")
     say(f"export: Turnout, {a.threads} threads")
     with Meter(pids) as m:
-        eN = turnout_export(ctx_par, a.threads)
-    res["exp_tN"] = Result(f"Turnout export_segment, {a.threads} threads", eN["rows"], m, "rows", "mariadb",
+        eN = run_export(ctx_par, a.threads)
+    res["exp_tN"] = Result(f"Turnout export_segment, {a.threads} threads", eN["items"], m, "rows", "mariadb",
                            f"{eN['units']} units, {eN['chunks']} chunks")
-    check(eN["rows"] == rows, f"Turnout export ({a.threads} threads) wrote {eN['rows']} rows, MySQL holds {rows}")
+    check(eN["items"] == rows, f"Turnout export ({a.threads} threads) wrote {eN['items']} rows, MySQL holds {rows}")
     say(f"export: raw keyset SELECT, {a.threads} threads")
     with Meter(pids) as m:
         rN, qN = raw_export(src_cfg, layout, units, page, a.threads)
@@ -510,20 +377,18 @@ def run(a, customers: int, ep: dict, ddb_ep: str, pids: dict, work: Path, prof: 
     # ------------------------------------------------------------------ load
     warm = exported_items[:20_000]
     say(f"warming DynamoDB Local: {len(warm)} items into a throwaway table (its JIT taxes whoever writes first)")
-    clone_table(ddb_ep, target, "bench_warmup")
-    raw_batch_write(ddb_ep, "bench_warmup", warm)
+    fresh_table(ddb_ep, "bench_warmup", like=target)
+    batch_write(ddb_ep, "bench_warmup", warm)
     drop_table(ddb_ep, "bench_warmup")
     par = sp.rate_limits.parallel_tasks
     say(f"load: Turnout plan_load + load_chunk, {par} units at a time")
     with Meter(pids) as m:
-        lunits = phases.plan_load(ctx)
-        with ThreadPoolExecutor(par) as pool:
-            lres = list(pool.map(lambda u: phases.load_chunk(ctx, u), lunits))
-    written = sum(r["written"] for r in lres)
+        ld = run_load(ctx, par)
+    written = ld["items"]
     res["load_t"] = Result(f"Turnout load_chunk ({par} units x {sp.load.concurrency} writers)", written, m,
-                           "items", "ddb", f"{len(lunits)} units, {sum(r['chunks'] for r in lres)} chunks")
-    check(written == rows and not sum(r["rejected"] for r in lres), f"Turnout load wrote {written} items, "
-          f"{sum(r['rejected'] for r in lres)} rejected; {rows} rows exported")
+                           "items", "ddb", f"{ld['units']} units, {ld['chunks']} chunks")
+    check(written == rows and not ld["rejected"], f"Turnout load wrote {written} items, "
+          f"{ld['rejected']} rejected; {rows} rows exported")
     have = count_items(ddb_ep, target)
     check(have == rows, f"target table holds {have} items after the load, MySQL {rows} rows")
 
@@ -587,9 +452,9 @@ def run(a, customers: int, ep: dict, ddb_ep: str, pids: dict, work: Path, prof: 
           f"({min(from_log, N)} put images from the change log, the rest exported items)")
 
     def ceiling(tag: str) -> Result:
-        clone_table(ddb_ep, target, "bench_ceiling")
+        fresh_table(ddb_ep, "bench_ceiling", like=target)
         with Meter(pids) as m:
-            n = raw_batch_write(ddb_ep, "bench_ceiling", items, threads=8)
+            n, _ = batch_write(ddb_ep, "bench_ceiling", items, threads=8)
         r = Result(f"raw BatchWriteItem 8 thr x 25 ({tag})", n, m, "items", "ddb", "fresh table")
         held = count_items(ddb_ep, "bench_ceiling")
         check(n == N and held == N, f"write ceiling ({tag}) wrote {n} items, table holds {held}, N = {N}")
@@ -618,23 +483,6 @@ def run(a, customers: int, ep: dict, ddb_ep: str, pids: dict, work: Path, prof: 
     out["pids"] = pids
 
 
-def fmt_row(r: Result) -> str:
-    return (f"  {r.label:<52}{r.n:>8,} {r.unit:<8}{r.seconds:>7.2f} s{r.rate:>10,.0f}/s   "
-            f"{r.server_cores:>5} / {r.client_cores:<5}  {r.extra}")
-
-
-def client_bound_note(res: dict, keys) -> None:
-    """Say so when the 'server ceiling' is really the Python client's decoding (server mostly idle)."""
-    busy = [(res[k].server_cores, res[k].client_cores) for k in keys]
-    try:
-        if all(float(s) < 0.5 and float(c) > 0.8 for s, c in busy):
-            print(f"     note: during the raw run(s) MariaDB was busy {', '.join(s for s, _ in busy)} cores and this "
-                  f"process {', '.join(c for _, c in busy)}: that ceiling is the Python client's decoding "
-                  "(one GIL), not the server")
-    except ValueError:
-        pass
-
-
 def print_report(a, customers: int, out: dict, load0) -> None:
     print("\n" + "=" * 118)
     print(f"Turnout MySQL/MariaDB -> DynamoDB bench ({'quick' if a.quick else 'default'}; {customers:,} customers; "
@@ -653,36 +501,30 @@ def print_report(a, customers: int, out: dict, load0) -> None:
 
     print("export (server = MariaDB)")
     for k in ("exp_t1", "exp_r1"):
-        print(fmt_row(res[k]))
+        print(fmt_row(res[k], 52))
     ratio_line("Turnout / raw, in sequence", "exp_t1", "exp_r1")
     for k in ("exp_tN", "exp_rN"):
-        print(fmt_row(res[k]))
+        print(fmt_row(res[k], 52))
     ratio_line(f"Turnout / raw, {a.threads} threads", "exp_tN", "exp_rN")
     ratio_line(f"Turnout {a.threads} threads / raw in sequence", "exp_tN", "exp_r1")
-    client_bound_note(res, ("exp_r1", "exp_rN"))
+    client_bound_note(res, ("exp_r1", "exp_rN"), "MariaDB")
     print("capture (server = MariaDB)")
     for k in ("cap_t", "cap_r"):
-        print(fmt_row(res[k]))
+        print(fmt_row(res[k], 52))
     ratio_line("Turnout / raw binlog reader", "cap_t", "cap_r")
-    client_bound_note(res, ("cap_r",))
+    client_bound_note(res, ("cap_r",), "MariaDB")
     print("apply (server = DynamoDB Local)")
     for k in ("app_t", "bwi_1", "bwi_2"):
-        print(fmt_row(res[k]))
+        print(fmt_row(res[k], 52))
     mean_bwi = (res["bwi_1"].rate + res["bwi_2"].rate) / 2
     print(f"  {'=> ratio Turnout apply / raw BatchWriteItem':<52}{res['app_t'].rate / mean_bwi:>8.2f}x"
           f"   (vs the mean of the two ceilings, {mean_bwi:,.0f}/s; each alone "
           f"{ratio(res['app_t'], res['bwi_1']):.2f}x / {ratio(res['app_t'], res['bwi_2']):.2f}x)")
     print("load (server = DynamoDB Local)")
-    print(fmt_row(res["load_t"]))
+    print(fmt_row(res["load_t"], 52))
     print(f"  {'=> ratio Turnout load / raw BatchWriteItem':<52}{res['load_t'].rate / mean_bwi:>8.2f}x"
           f"   (vs the same ceiling, mean of the two)")
-    print(f"wall {out['wall']:.0f} s; load average at start {load0}, at end "
-          f"{[round(x, 2) for x in os.getloadavg()]}: the host is shared and noisy, so only the ratios "
-          "(measured side by side in this run) mean much")
-    if PROBLEMS:
-        print(f"!!! {len(PROBLEMS)} COUNT CHECK(S) FAILED: see below")
-    else:
-        print("all count checks passed: every figure is for complete work")
+    footer(out["wall"], load0)
 
 
 if __name__ == "__main__":

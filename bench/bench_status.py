@@ -16,10 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
+from benchlib import check, say
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import check, say  # noqa: E402
+import boto3  # noqa: E402
 
 import stack  # noqa: E402
 from turnout.staging import open_staging  # noqa: E402

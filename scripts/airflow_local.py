@@ -31,7 +31,7 @@ DEFAULT_QUEUE = "default"  # [operators] default_queue
 class LocalAirflow:
     def __init__(self, home: Path, extra_env: dict[str, str] | None = None, port: int | None = None,
                  user: str = "admin", password: str = "turnout-admin", executor: str = "local", workers: int = 2,
-                 worker_concurrency: int = 8, spread_mapped: bool = False):
+                 worker_concurrency: int = 8, spread_mapped: bool = False, dags_folder: Path | None = None):
         """``executor``: "local" (LocalExecutor on SQLite) or "celery" (see the module doc). With celery:
         ``workers`` worker processes of ``worker_concurrency`` task slots each (most Turnout tasks wait on
         I/O, so 8 each suits a 2-core machine); ``spread_mapped`` gives each worker its own queue besides
@@ -40,6 +40,7 @@ class LocalAirflow:
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
         self.home = Path(home).absolute()
+        self.dags_folder = Path(dags_folder or ROOT / "dags").absolute()
         self.port = port or stack.free_port()
         self.user, self.password = user, password
         self.extra_env = extra_env or {}
@@ -66,7 +67,7 @@ class LocalAirflow:
         h = self.home
         e = {
             "AIRFLOW_HOME": str(h),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

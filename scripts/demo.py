@@ -18,7 +18,9 @@ import shutil
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import airflow_local
 import stack
@@ -28,15 +30,69 @@ import workload_mysql
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "orders"
-ROUTES = {
-    "dynamodb-alternator": "demo_orders_to_alternator",
-    "dynamodb-cosmos": "demo_orders_to_cosmos",
-    "mysql-dynamodb": "demo_shop_to_dynamodb",
-    "cosmos-mongo-documentdb": "demo_people_to_documentdb",
-}
 SHOP_DB, SHOP_TABLE = "shop", "shop"
 ROWS_PER_CUSTOMER = 10  # 1 customer row + 3 orders + 6 order lines
+
+
+@dataclass(frozen=True)
+class DemoRoute:
+    """What the demo does per route: the spec it runs, how it seeds the source, its live writer and its
+    independent comparison (each a function of the Migration)."""
+
+    spec: str
+    seed: Callable[["Migration"], str]  # -> what was seeded, for the log
+    writer: Callable[["Migration"], Any]
+    compare: Callable[["Migration"], dict]
+    reconciles_deletes: bool = False  # the source's change stream carries no deletes
+
+
+def _seed_ddb(m: "Migration") -> str:
+    src = workload.client(m.source_endpoint)
+    workload.create_table(src, TABLE)  # stream off: the spec lets Turnout enable it
+    workload.seed(m.source_endpoint, TABLE, m.items)
+    if m.source_on == "moto":  # ExportTableToPointInTime needs point-in-time recovery, as on AWS
+        src.update_continuous_backups(TableName=TABLE, PointInTimeRecoverySpecification={
+            "PointInTimeRecoveryEnabled": True})
+        m._s3_client().create_bucket(Bucket=NATIVE_BUCKET)
+    return f"{m.items} items with every DynamoDB type ({'moto' if m.source_on == 'moto' else 'DynamoDB Local'})"
+
+
+def _seed_mysql(m: "Migration") -> str:
+    workload_mysql.create_database(m.eps["mariadb"], SHOP_DB)
+    rows = workload_mysql.seed(m.eps["mariadb"], SHOP_DB, max(1, m.items // ROWS_PER_CUSTOMER))
+    return f"MariaDB {SHOP_DB}: {rows} rows in 3 tables ({workload_mysql.row_count(m.eps['mariadb'], SHOP_DB)})"
+
+
+def _seed_mongo(m: "Migration") -> str:
+    n = workload_mongo.seed(m.eps["mongo_source"]["uri"], max(1, m.items // 3))
+    return f"{n} documents in {', '.join(workload_mongo.NAMESPACES)}"
+
+
+def _ddb_writer(m: "Migration") -> Any:
+    return workload.LiveWriter(m.source_endpoint, TABLE, m.items, rate=m.writer_rate)
+
+
+ROUTES: dict[str, DemoRoute] = {
+    "dynamodb-alternator": DemoRoute(
+        "demo_orders_to_alternator", _seed_ddb, _ddb_writer,
+        lambda m: workload.full_compare(m.source_endpoint, TABLE, m.eps["target"]["endpoint"], TABLE)),
+    "dynamodb-cosmos": DemoRoute(
+        "demo_orders_to_cosmos", _seed_ddb, _ddb_writer,
+        lambda m: workload.full_compare_cosmos(m.source_endpoint, TABLE, m.eps["cosmos"], m.spec_path(),
+                                               m.staging_url)),
+    "mysql-dynamodb": DemoRoute(
+        "demo_shop_to_dynamodb", _seed_mysql,
+        lambda m: workload_mysql.LiveWriter(m.eps["mariadb"], SHOP_DB, max(1, m.items // ROWS_PER_CUSTOMER),
+                                            rate=m.writer_rate),
+        lambda m: workload_mysql.full_compare(m.eps["mariadb"], SHOP_DB, m.eps["target"]["endpoint"], SHOP_TABLE)),
+    "cosmos-mongo-documentdb": DemoRoute(
+        "demo_people_to_documentdb", _seed_mongo,
+        lambda m: workload_mongo.LiveWriter(m.eps["mongo_source"]["uri"], rate=m.writer_rate),
+        lambda m: workload_mongo.full_compare(m.eps["mongo_source"]["uri"], m.eps["mongo_target"]["uri"]),
+        reconciles_deletes=True),
+}
 DAG_ID = "migrate__demo_orders_to_alternator"  # the default route's DAG
+NATIVE_BUCKET = "turnout-native-export"  # moto S3 bucket for export mode native (source_on="moto")
 
 
 def _alive_since(pid: int, at: float) -> bool:
@@ -59,14 +115,17 @@ class Migration:
 
     def __init__(self, workdir: Path, items: int, writer_rate: float = 50.0, airflow_port: int | None = None,
                  route: str = "dynamodb-alternator", executor: str = "local", staging: str = "local",
-                 airflow_options: dict | None = None):
+                 airflow_options: dict | None = None, spec_overrides: dict | None = None, source_on: str = "ddb"):
         """``executor``: "local" (LocalExecutor, SQLite) or "celery" (CeleryExecutor, PostgreSQL, Redis, two
         workers: see airflow_local). ``staging``: "local" (a directory, ``self.staging``) or "s3" (a bucket on the
         stack's moto S3, through an Airflow aws connection). ``airflow_options``: more LocalAirflow keywords
-        (e.g. worker_concurrency, spread_mapped)."""
+        (e.g. worker_concurrency, spread_mapped). ``spec_overrides``: dotted spec keys set in a private copy of the
+        route's spec (Airflow then reads a dags folder in the workdir holding the loader and that one spec).
+        ``source_on``: "ddb" (DynamoDB Local) or "moto" (moto's DynamoDB, which has ExportTableToPointInTime, for
+        export mode native; its S3 holds the export)."""
         if staging not in ("local", "s3"):
             raise ValueError(f"staging must be 'local' or 's3', not {staging!r}")
-        self.route, self.name = route, ROUTES[route]
+        self.route, self.name = route, ROUTES[route].spec
         self.dag_id = f"migrate__{self.name}"
         self.workdir = Path(workdir).absolute()
         self.items, self.writer_rate = items, writer_rate
@@ -80,6 +139,9 @@ class Migration:
         self.eps: dict = {}
         self.writer: workload.LiveWriter | None = None
         self.airflow_port = airflow_port
+        self.spec_overrides = dict(spec_overrides or {})
+        self.source_on = source_on
+        self.approvals: list[dict] = []  # the cutover approvals as Airflow showed them (subject, body, options)
 
     # ---------------------------------------------------------------- set-up / tear-down
     def setup(self) -> None:
@@ -90,24 +152,13 @@ class Migration:
         say("starting the local stack (DynamoDB Local x2, moto S3), 127.0.0.1 only")
         self.eps = stack.up(self.workdir / "stack")
         t0 = time.time()
-        if self.route == "cosmos-mongo-documentdb":
-            n = workload_mongo.seed(self.eps["mongo_source"]["uri"], max(1, self.items // 3))
-            say(f"seeded {n} documents in {', '.join(workload_mongo.NAMESPACES)} in {time.time() - t0:.1f}s")
-        elif self.route == "mysql-dynamodb":
-            workload_mysql.create_database(self.eps["mariadb"], SHOP_DB)
-            rows = workload_mysql.seed(self.eps["mariadb"], SHOP_DB, max(1, self.items // ROWS_PER_CUSTOMER))
-            say(f"seeded MariaDB {SHOP_DB}: {rows} rows in 3 tables ({workload_mysql.row_count(self.eps['mariadb'], SHOP_DB)}) "
-                f"in {time.time() - t0:.1f}s")
-        else:
-            src = workload.client(self.eps["source"]["endpoint"])
-            workload.create_table(src, TABLE)  # stream off: the spec lets Turnout enable it
-            workload.seed(self.eps["source"]["endpoint"], TABLE, self.items)
-            say(f"seeded {self.items} items with every DynamoDB type in {time.time() - t0:.1f}s")
+        seeded = ROUTES[self.route].seed(self)
+        say(f"seeded {seeded} in {time.time() - t0:.1f}s")
         env = {
             "AIRFLOW_CONN_TURNOUT_MYSQL": stack.mysql_conn_uri(self.eps["mariadb"]),
             "AIRFLOW_CONN_TURNOUT_MONGO_SOURCE": stack.mongo_conn_uri(self.eps["mongo_source"]),
             "AIRFLOW_CONN_TURNOUT_MONGO_TARGET": stack.mongo_conn_uri(self.eps["mongo_target"]),
-            "AIRFLOW_CONN_TURNOUT_SOURCE": stack.aws_conn_uri(self.eps["source"]["endpoint"]),
+            "AIRFLOW_CONN_TURNOUT_SOURCE": stack.aws_conn_uri(self.source_endpoint),
             "AIRFLOW_CONN_TURNOUT_TARGET": stack.aws_conn_uri(self.eps["target"]["endpoint"]),
             "AIRFLOW_CONN_TURNOUT_COSMOS": stack.cosmos_conn_uri(self.eps["cosmos"]["endpoint"]),
             "TURNOUT_STAGING": str(self.staging),
@@ -121,6 +172,8 @@ class Migration:
             env.update({"TURNOUT_STAGING": self.staging_url, "TURNOUT_STAGING_CONN": "turnout_staging",
                         "AIRFLOW_CONN_TURNOUT_STAGING": stack.aws_conn_uri(self.eps["s3"]["endpoint"])})
             say(f"staging on the stack's S3 (moto): {self.staging_url}, Airflow connection turnout_staging")
+        if self.spec_overrides:
+            self.airflow_options["dags_folder"] = self._private_dags()
         self.af = airflow_local.LocalAirflow(self.workdir / "airflow", env, port=self.airflow_port,
                                              executor=self.executor, **self.airflow_options)
         if self.executor == "celery":
@@ -131,6 +184,31 @@ class Migration:
             say("starting Airflow (api-server, scheduler, dag-processor, triggerer)")
         self.af.start()
         say(f"Airflow is up at {self.af.url} (user {self.af.user}, password {self.af.password})")
+
+    @property
+    def source_endpoint(self) -> str:
+        return self.eps["s3" if self.source_on == "moto" else "source"]["endpoint"]
+
+    def spec_path(self) -> Path:
+        return (self.workdir / "dags" / "specs" if self.spec_overrides else ROOT / "dags" / "specs") / f"{self.name}.yaml"
+
+    def _private_dags(self) -> Path:
+        """A dags folder with the loader and this route's spec, ``spec_overrides`` applied (dotted keys)."""
+        import yaml
+
+        d = self.workdir / "dags"
+        (d / "specs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "dags" / "turnout_migrations.py", d / "turnout_migrations.py")
+        doc = yaml.safe_load((ROOT / "dags" / "specs" / f"{self.name}.yaml").read_text())
+        for dotted, value in self.spec_overrides.items():
+            *path, last = dotted.split(".")
+            node = doc
+            for k in path:
+                node = node.setdefault(k, {})
+            node[last] = value
+        (d / "specs" / f"{self.name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        say(f"private dags folder {d}: {self.name} with {self.spec_overrides}")
+        return d
 
     def teardown(self) -> None:
         if self.writer and self.writer.is_alive():
@@ -160,13 +238,7 @@ class Migration:
         return self.stage().get_json(key)
 
     def start_writer(self) -> None:
-        if self.route == "cosmos-mongo-documentdb":
-            self.writer = workload_mongo.LiveWriter(self.eps["mongo_source"]["uri"], rate=self.writer_rate)
-        elif self.route == "mysql-dynamodb":
-            self.writer = workload_mysql.LiveWriter(self.eps["mariadb"], SHOP_DB, max(1, self.items // ROWS_PER_CUSTOMER),
-                                                    rate=self.writer_rate)
-        else:
-            self.writer = workload.LiveWriter(self.eps["source"]["endpoint"], TABLE, self.items, rate=self.writer_rate)
+        self.writer = ROUTES[self.route].writer(self)
         self.writer.start()
         say(f"live writer started: ~{self.writer_rate:.0f} puts/updates/deletes per second on the source")
 
@@ -231,6 +303,7 @@ class Migration:
             pending = [d for d in self.af.pending_approvals()
                        if d.get("task_instance", {}).get("dag_run_id", run_id) == run_id]
             if pending:
+                self.approvals.append(pending[0])
                 if not answered:
                     self.approve(run_id, "api")
                 self.af.answer(self.dag_id, run_id, "approve_cutover", option)
@@ -267,10 +340,12 @@ class Migration:
         if kill:
             assassin.join(30)
         counts = self.writer.stop()
-        say(f"writes frozen (live writer stopped): {counts}")
+        say(f"writes frozen (live writer stopped): {counts}; {len(self.writer.errors)} writer errors"
+            + (f", e.g. {self.writer.errors[:3]}" if self.writer.errors else ""))
         final = self.answer_until_done(run_id, "Approve" if approve == "api" else None, timeout)
         run = self.af.run(self.dag_id, run_id)
-        return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed}
+        return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed,
+                "writer_errors": list(self.writer.errors)}
 
     def _kill_midway(self, killed: dict[str, int], done: threading.Event) -> None:
         """SIGKILL a load task while it writes (first try), then the capture: watched from staging every 0.3 s, in
@@ -318,20 +393,12 @@ class Migration:
         stage = self.stage()
         rep = self.staged("reports/cutover.json") or {}
         loaded = sum((stage.get_json(k) or {}).get("written", 0) for k in stage.list("load/done/") if k.endswith(".json"))
-        if self.route == "cosmos-mongo-documentdb":
-            cmp = workload_mongo.full_compare(self.eps["mongo_source"]["uri"], self.eps["mongo_target"]["uri"])
-        elif self.route == "mysql-dynamodb":
-            cmp = workload_mysql.full_compare(self.eps["mariadb"], SHOP_DB, self.eps["target"]["endpoint"], SHOP_TABLE)
-        elif self.route == "dynamodb-cosmos":
-            cmp = workload.full_compare_cosmos(self.eps["source"]["endpoint"], TABLE, self.eps["cosmos"],
-                                               ROOT / "dags" / "specs" / f"{self.name}.yaml", self.staging_url)
-        else:
-            cmp = workload.full_compare(self.eps["source"]["endpoint"], TABLE, self.eps["target"]["endpoint"], TABLE)
+        cmp = ROUTES[self.route].compare(self)
         return {
             "items_copied": loaded,
             "changes_captured": rep.get("changes_captured"),
             **({"reconciled_deletes": (self.staged("state/reconcile.json") or {}).get("deleted")}
-               if self.route == "cosmos-mongo-documentdb" else {}),
+               if ROUTES[self.route].reconciles_deletes else {}),
             "changes_applied": rep.get("changes_applied"),
             "final_lag_seconds": rep.get("final_lag_seconds"),
             "validation": rep.get("validation"),

@@ -3,14 +3,15 @@ putting, updating and deleting items (the same keys more than once) while a migr
 
 from __future__ import annotations
 
-import json
 import random
-import threading
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 from botocore.config import Config
+
+import workload_base
 
 
 def client(endpoint: str):
@@ -76,15 +77,15 @@ def seed(endpoint: str, table: str, n: int, threads: int = 8) -> int:
     return n
 
 
-class LiveWriter(threading.Thread):
+class LiveWriter(workload_base.LiveWriterBase):
     """Puts new items, updates and re-puts existing ones, deletes some — the same keys more than once."""
 
+    kinds = ("put_new", "update", "update_of_deleted", "put_again", "delete")
+
     def __init__(self, endpoint: str, table: str, existing: int, rate: float = 50.0, seed_: int = 1):
-        super().__init__(daemon=True)
-        self.c, self.table, self.existing, self.rate = client(endpoint), table, existing, rate
-        self.rnd = random.Random(seed_)
-        self.stop_event = threading.Event()
-        self.counts = {"put_new": 0, "update": 0, "update_of_deleted": 0, "put_again": 0, "delete": 0, "errors": 0}
+        super().__init__(rate, seed_)
+        self.c, self.table, self.existing = client(endpoint), table, existing
+        self.rnd = self.rng
         self.next_new = existing
         self.hot = [self.rnd.randrange(existing) for _ in range(50)]  # keys changed many times
 
@@ -117,27 +118,6 @@ class LiveWriter(threading.Thread):
             self.c.delete_item(TableName=self.table, Key=self.key(i))
             self.counts["delete"] += 1
 
-    def run(self):
-        interval = 1.0 / self.rate if self.rate else 0
-        nxt = time.monotonic()
-        while not self.stop_event.is_set():
-            try:
-                self.step()
-            except Exception:
-                self.counts["errors"] += 1
-            # steady pace; after a stall (a busy machine) carry on at the rate rather than burst to catch up
-            nxt = max(nxt + interval, time.monotonic() - 1.0)
-            delay = nxt - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-    def stop(self) -> dict:
-        self.stop_event.set()
-        self.join(300)
-        if self.is_alive():  # a write after the freeze would be a difference nobody made: say so, loudly
-            raise RuntimeError(f"the live writer did not stop within 300 s: {dict(self.counts)}")
-        return dict(self.counts)
-
 
 def scan_all(endpoint: str, table: str):
     """Every item of a table, consistent reads, page by page."""
@@ -153,14 +133,6 @@ def scan_all(endpoint: str, table: str):
             return
 
 
-def _diff(a: dict, b: dict) -> dict:
-    missing = [k for k in a if k not in b]
-    extra = [k for k in b if k not in a]
-    different = [k for k in a if k in b and a[k] != b[k]]
-    return {"source": len(a), "target": len(b), "missing": missing[:20], "extra": extra[:20],
-            "different": different[:20], "differences": len(missing) + len(extra) + len(different)}
-
-
 def full_compare(src_endpoint: str, src_table: str, dst_endpoint: str, dst_table: str) -> dict:
     """Independent full-scan comparison (not the engine's validator): every item, canonical form."""
     from turnout.codec import canonical, key_text
@@ -168,34 +140,25 @@ def full_compare(src_endpoint: str, src_table: str, dst_endpoint: str, dst_table
     def index(ep, t):
         return {key_text({"pk": it["pk"], "sk": it["sk"]}): canonical(it) for it in scan_all(ep, t)}
 
-    return _diff(index(src_endpoint, src_table), index(dst_endpoint, dst_table))
+    return workload_base.diff(index(src_endpoint, src_table), index(dst_endpoint, dst_table))
 
 
-def full_compare_cosmos(src_endpoint: str, src_table: str, cosmos: dict, spec_path, staging) -> dict:
-    """Full comparison for the Cosmos route: every source item through the spec's mapping against every
-    document in the container (system properties stripped)."""
-    import os
-
-    from azure.cosmos import CosmosClient
-
-    from turnout.adapters.cosmos import strip_system
-    from turnout.adapters.cosmos import transform as cosmos_transform
-    from turnout.spec import load_spec
-
-    os.environ.setdefault("TURNOUT_STAGING", str(staging))
-    spec = load_spec(spec_path)
-    tr = cosmos_transform(spec, {"source_key": ["pk", "sk"], "source_key_types": ["S", "S"]})
-    want = {d["id"]: json.dumps(d, sort_keys=True) for d in (tr.item(it) for it in scan_all(src_endpoint, src_table))}
-    cont = CosmosClient(cosmos["endpoint"], credential=cosmos["key"], enable_endpoint_discovery=False) \
-        .get_database_client(spec.target.database).get_container_client(spec.target.container)
-    have = {d["id"]: json.dumps(strip_system(d), sort_keys=True)
-            for d in cont.query_items("SELECT * FROM c", enable_cross_partition_query=True)}
-    return _diff(want, have)
+# the properties Cosmos DB adds to every document (Cosmos DB's documentation), left out of the comparison
 
 
-def pace(t0: float, n: int, rate: float) -> None:
-    """Sleep so that n operations since t0 (time.monotonic) keep to `rate` per second (0 = no limit)."""
-    if rate:
-        delay = t0 + n / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+def full_compare_cosmos(src_endpoint: str, src_table: str, cosmos: dict, spec_path, staging=None) -> dict:
+    """Full comparison for the Cosmos route, independent of Turnout: every source item mapped by the documented
+    rules (scripts/independent_cosmos.py) against every document in the container. The spec's mapping settings
+    are read with plain YAML (``${VAR}`` never appears in the target section of the demo specs)."""
+    import yaml
+
+    import independent_cosmos
+
+    t = yaml.safe_load(Path(spec_path).read_text())["target"]
+    if t.get("reserved_attribute_policy", "prefix") != "prefix":
+        raise NotImplementedError("the independent Cosmos comparison knows reserved_attribute_policy: prefix only")
+    return independent_cosmos.full_compare(
+        src_endpoint, src_table, cosmos["endpoint"], cosmos["key"], t["database"], t["container"],
+        id_template=t.get("id_template", "{pk}|{sk}"), partition_key=tuple(t.get("partition_key", ["/pk"])),
+        number_policy=t.get("number_policy", "string"),
+        reserved_prefix="ddb_")

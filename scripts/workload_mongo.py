@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
-import time
 
 from bson import ObjectId
 from pymongo import MongoClient
 
-import workload
+import workload_base
 
 NAMESPACES = ("shop.people", "shop.orders", "audit.events")
 
@@ -69,61 +67,54 @@ def seed(uri: str, per_collection: int, seed: int = 5, prefix: str = "") -> int:
     return n
 
 
-class LiveWriter(threading.Thread):
+class LiveWriter(workload_base.LiveWriterBase):
     """Inserts, $set updates, replaces and deletes at a target rate; the same documents more than once."""
 
+    kinds = ("insert", "update", "replace", "delete")
+
     def __init__(self, uri: str, rate: float = 30, seed: int = 13, prefix: str = ""):
-        super().__init__(daemon=True)
+        super().__init__(rate, seed)
         self.namespaces = namespaces(prefix)
-        self.uri, self.rate, self.rng = uri, rate, random.Random(seed)
-        self.stop_event = threading.Event()
-        self.counts = {"insert": 0, "update": 0, "replace": 0, "delete": 0}
-        self.errors: list[str] = []
+        self.uri = uri
         self.ids: dict[str, list] = {}
+        self.c = None
+        self.n = self.k = 0
 
-    def stop(self) -> dict:
-        self.stop_event.set()
-        self.join(300)
-        if self.is_alive():  # a write after the freeze would be a difference nobody made: say so, loudly
-            raise RuntimeError(f"the live writer did not stop within 300 s: {dict(self.counts)}")
-        return dict(self.counts)
-
-    def run(self) -> None:
-        c = client(self.uri)
-        rng = self.rng
+    def open(self) -> None:
+        self.c = client(self.uri)
         for ns in self.namespaces:
             db, coll = ns.split(".", 1)
-            self.ids[ns] = [d["_id"] for d in c[db][coll].find({}, {"_id": 1}).limit(5000)]
-        t0, n, k = time.monotonic(), 0, 0
-        while not self.stop_event.is_set():
-            ns = rng.choice(self.namespaces)
-            db, coll = ns.split(".", 1)
-            col, ids = c[db][coll], self.ids[ns]
-            r = rng.random()
-            try:
-                if r < 0.3 or not ids:
-                    k += 1
-                    _id = f"{coll}-new-{k:07d}" if coll == "people" else ObjectId()
-                    col.insert_one({"_id": _id, **_doc(rng, 10**6 + k, ns)})
-                    ids.append(_id)
-                    self.counts["insert"] += 1
-                elif r < 0.6:
-                    col.update_one({"_id": rng.choice(ids[-200:] if rng.random() < 0.5 else ids)},
-                                   {"$set": {"score": rng.uniform(0, 1), "maybe": f"u{n}", "address.city": "Quito"}})
-                    self.counts["update"] += 1
-                elif r < 0.8:
-                    _id = rng.choice(ids)
-                    col.replace_one({"_id": _id}, {**_doc(rng, n, ns), "replaced": True})
-                    self.counts["replace"] += 1
-                else:
-                    _id = ids.pop(rng.randrange(len(ids)))
-                    col.delete_one({"_id": _id})
-                    self.counts["delete"] += 1
-            except Exception as exc:  # counted; the writer goes on
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            n += 1
-            workload.pace(t0, n, self.rate)
-        c.close()
+            self.ids[ns] = [d["_id"] for d in self.c[db][coll].find({}, {"_id": 1}).limit(5000)]
+
+    def close(self) -> None:
+        if self.c is not None:
+            self.c.close()
+
+    def step(self) -> None:
+        rng, n = self.rng, self.n
+        self.n += 1
+        ns = rng.choice(self.namespaces)
+        db, coll = ns.split(".", 1)
+        col, ids = self.c[db][coll], self.ids[ns]
+        r = rng.random()
+        if r < 0.3 or not ids:
+            self.k += 1
+            _id = f"{coll}-new-{self.k:07d}" if coll == "people" else ObjectId()
+            col.insert_one({"_id": _id, **_doc(rng, 10**6 + self.k, ns)})
+            ids.append(_id)
+            self.counts["insert"] += 1
+        elif r < 0.6:
+            col.update_one({"_id": rng.choice(ids[-200:] if rng.random() < 0.5 else ids)},
+                           {"$set": {"score": rng.uniform(0, 1), "maybe": f"u{n}", "address.city": "Quito"}})
+            self.counts["update"] += 1
+        elif r < 0.8:
+            _id = rng.choice(ids)
+            col.replace_one({"_id": _id}, {**_doc(rng, n, ns), "replaced": True})
+            self.counts["replace"] += 1
+        else:
+            _id = ids.pop(rng.randrange(len(ids)))
+            col.delete_one({"_id": _id})
+            self.counts["delete"] += 1
 
 
 def full_compare(src_uri: str, dst_uri: str, namespaces=NAMESPACES) -> dict:
@@ -140,9 +131,4 @@ def full_compare(src_uri: str, dst_uri: str, namespaces=NAMESPACES) -> dict:
         c.close()
         return out
 
-    a, b = index(src_uri), index(dst_uri)
-    missing = [k for k in a if k not in b]
-    extra = [k for k in b if k not in a]
-    different = [k for k in a if k in b and a[k] != b[k]]
-    return {"source": len(a), "target": len(b), "missing": missing[:20], "extra": extra[:20],
-            "different": different[:20], "differences": len(missing) + len(extra) + len(different)}
+    return workload_base.diff(index(src_uri), index(dst_uri))

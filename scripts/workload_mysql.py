@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import threading
 import time
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pymysql
 
 import workload
+import workload_base
 
 SCHEMA = [
     """CREATE TABLE customers (
@@ -42,6 +42,7 @@ SCHEMA = [
   note TEXT NULL,
   score FLOAT NULL,
   weight DOUBLE NULL,
+  shipped_at DATETIME NULL,
   KEY by_customer (customer_id)
 ) ENGINE=InnoDB""",
     """CREATE TABLE order_lines (
@@ -97,7 +98,8 @@ def _order(rng: random.Random, oid: int, customers: int) -> tuple:
             rng.choice(["NEW", "PAID", "SHIPPED", "DONE"]),
             Decimal(rng.randint(0, 10**15)) / Decimal(10**10) + Decimal("12345678901234567890"),
             None if rng.random() < 0.5 else "note " * rng.randint(1, 20),
-            None if rng.random() < 0.3 else rng.uniform(-1000, 1000), rng.uniform(0, 100))
+            None if rng.random() < 0.3 else rng.uniform(-1000, 1000), rng.uniform(0, 100),
+            None if rng.random() < 0.5 else dt.datetime(2023, 1, 1) + dt.timedelta(seconds=rng.randint(0, 6 * 10**7)))
 
 
 def _line(rng: random.Random, oid: int, n: int) -> tuple:
@@ -108,8 +110,8 @@ def _line(rng: random.Random, oid: int, n: int) -> tuple:
 
 C_SQL = ("REPLACE INTO customers (customer_id, email, name, tier, flags, balance, profile, avatar, created_at, "
          "updated_at, birthday, password_hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)")
-O_SQL = ("REPLACE INTO orders (order_id, customer_id, order_date, status, total, note, score, weight) "
-         "VALUES (%s,%s,%s,%s,%s,%s,%s,%s)")
+O_SQL = ("REPLACE INTO orders (order_id, customer_id, order_date, status, total, note, score, weight, shipped_at) "
+         "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)")
 L_SQL = "REPLACE INTO order_lines (order_id, line_no, sku, qty, price, ship_time) VALUES (%s,%s,%s,%s,%s,%s)"
 
 
@@ -135,46 +137,40 @@ def seed(ep: dict, database: str, customers: int, orders_per_customer: int = 3, 
     return n
 
 
-class LiveWriter(threading.Thread):
+class LiveWriter(workload_base.LiveWriterBase):
     """Mixed writes at a target rate until stopped: new customers/orders/lines, non-key updates, key-changing
     updates (order moved to another customer or date), deletes of orders (with their lines) and of lines.
     Some statements run in multi-statement transactions."""
 
+    kinds = ("insert", "update", "key_change", "delete", "txn")
+    transient = (pymysql.MySQLError,)  # a deadlock, say: counted (the transaction rolled back), the writer goes on
+
     def __init__(self, ep: dict, database: str, customers: int, rate: float = 50, seed: int = 11):
-        super().__init__(daemon=True)
-        self.ep, self.database, self.rate = ep, database, rate
-        self.rng = random.Random(seed)
-        self.stop_event = threading.Event()
-        self.counts = {"insert": 0, "update": 0, "key_change": 0, "delete": 0, "txn": 0}
+        super().__init__(rate, seed)
+        self.ep, self.database = ep, database
         self.customers = customers
-        self.errors: list[str] = []
+        self.conn = self.cur = None
 
-    def stop(self) -> dict:
-        self.stop_event.set()
-        self.join(300)
-        if self.is_alive():  # a write after the freeze would be a difference nobody made: say so, loudly
-            raise RuntimeError(f"the live writer did not stop within 300 s: {dict(self.counts)}")
-        return dict(self.counts)
+    def open(self) -> None:
+        self.conn = connect(self.ep, self.database)
+        self.cur = self.conn.cursor()
+        self.cur.execute("SELECT COALESCE(MAX(order_id), 0) FROM orders")
+        self.next_order = self.cur.fetchone()[0] + 1
+        self.next_customer = self.customers + 1
 
-    def run(self) -> None:
-        c = connect(self.ep, self.database)
-        rng = self.rng
-        with c.cursor() as cur:
-            cur.execute("SELECT COALESCE(MAX(order_id), 0), COALESCE(MAX(customer_id), 0) FROM orders")
-            next_order, _ = cur.fetchone()
-            next_order += 1
-            next_customer = self.customers + 1
-            t0, n = time.monotonic(), 0
-            while not self.stop_event.is_set():
-                try:
-                    self._one(cur, rng, next_order, next_customer)
-                except pymysql.MySQLError as exc:  # a deadlock, say: counted, the writer goes on
-                    self.errors.append(str(exc))
-                next_order += 1
-                next_customer += 1 if rng.random() < 0.1 else 0
-                n += 1
-                workload.pace(t0, n, self.rate)
-        c.close()
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def step(self) -> None:
+        try:
+            self._one(self.cur, self.rng, self.next_order, self.next_customer)
+        except pymysql.MySQLError:
+            self.cur.execute("ROLLBACK")  # what a failed multi-statement transaction did is undone
+            raise
+        finally:
+            self.next_order += 1
+            self.next_customer += 1 if self.rng.random() < 0.1 else 0
 
     def _pick_order(self, cur, rng) -> int | None:
         cur.execute("SELECT order_id FROM orders WHERE order_id >= %s ORDER BY order_id LIMIT 1",
@@ -202,9 +198,9 @@ class LiveWriter(threading.Thread):
         elif r < 0.50:  # non-key update
             oid = self._pick_order(cur, rng)
             if oid:
-                cur.execute("UPDATE orders SET status=%s, note=%s, score=%s WHERE order_id=%s",
+                cur.execute("UPDATE orders SET status=%s, note=%s, score=%s, shipped_at=%s WHERE order_id=%s",
                             (rng.choice(["PAID", "SHIPPED", "DONE", "RETURNED"]), f"upd {time.time()}",
-                             rng.uniform(-5, 5), oid))
+                             rng.uniform(-5, 5), rng.choice([None, dt.datetime(2025, 1, 1, rng.randint(0, 23))]), oid))
                 self.counts["update"] += 1
         elif r < 0.62:  # key-changing update: the order moves to another customer or another date
             oid = self._pick_order(cur, rng)
@@ -216,11 +212,14 @@ class LiveWriter(threading.Thread):
                     cur.execute("UPDATE orders SET order_date = order_date + INTERVAL %s DAY WHERE order_id=%s",
                                 (rng.randint(1, 30), oid))
                 self.counts["key_change"] += 1
-        elif r < 0.72:  # customer updates (email feeds a computed GSI attribute; JSON; SET)
+        elif r < 0.72:  # customer updates (email feeds a computed GSI attribute; JSON; SET; BLOB; DATETIME)
             cid = rng.randint(1, self.customers)
-            cur.execute("UPDATE customers SET email=%s, flags=%s, balance=balance+%s, profile=%s WHERE customer_id=%s",
+            cur.execute("UPDATE customers SET email=%s, flags=%s, balance=balance+%s, profile=%s, avatar=%s, "
+                        "created_at=created_at + INTERVAL %s SECOND WHERE customer_id=%s",
                         (f"changed{cid}.{rng.randint(0, 999)}@example.com", rng.choice(["", "vip", "beta,vip"]),
-                         Decimal(rng.randint(-999, 999)) / 100, json.dumps({"v": rng.randint(0, 9)}), cid))
+                         Decimal(rng.randint(-999, 999)) / 100,
+                         rng.choice([None, json.dumps({"v": rng.randint(0, 9), "f": 0.25, "l": [None, True, "x"]})]),
+                         rng.choice([None, b"", rng.randbytes(8)]), rng.randint(1, 999), cid))
             self.counts["update"] += 1
         elif r < 0.80:  # line updates
             oid = self._pick_order(cur, rng)
@@ -255,38 +254,198 @@ def row_count(ep: dict, database: str) -> dict:
     return out
 
 
-def full_compare(ep: dict, database: str, ddb_endpoint: str, table: str) -> dict:
-    """Independent check of the demo's key redesign (hand-written here, not the engine's templates): the set of
-    target keys equals what every source row should produce, and each item's business fields match."""
-    from decimal import Context
+# ---------------------------------------------------------------------------------------------------------------
+# The independent comparison. It imports nothing of Turnout: the expected item of every source row is written here
+# from the documented rules (README, "MySQL/MariaDB -> DynamoDB") and the demo spec
+# (dags/specs/demo_shop_to_dynamodb.yaml), and every attribute of every target item is compared with its DynamoDB
+# type. Where the README leaves a detail open, the rule used here says so:
+#   integers, DECIMAL -> N, exact | FLOAT -> N, the shortest text that is the same float32 | DOUBLE -> N, the
+#   shortest text that is the same double | CHAR/VARCHAR/TEXT/ENUM -> S | SET -> SS (empty: left out)
+#   | JSON -> M/L/S/N/BOOL/NULL, numbers exact | BLOB/BINARY/VARBINARY -> B | DATE -> S "YYYY-MM-DD"
+#   | DATETIME/TIMESTAMP -> S ISO-8601 "YYYY-MM-DDTHH:MM:SS", with ".ffffff" when the column keeps fractions of a
+#   second (DATETIME(n), n > 0), TIMESTAMP ending in "Z" | cast epoch_ms -> N, milliseconds since 1970-01-01 UTC,
+#   exact (fractions kept) | TIME -> S "HH:MM:SS" (".ffffff" when it has a fraction) | NULL -> left out (nulls: omit)
+#   | computed attributes left out when a column they use is NULL | the type attribute `entity` names the table.
+
+_EXACT = Context(prec=200)
+
+
+def _num(x) -> str:
+    """A number's canonical text (exact, normalized), for comparing N values by value."""
+    d = x if isinstance(x, Decimal) else Decimal(x)
+    return "0" if d == 0 else str(d.normalize(_EXACT))
+
+
+def _float32_text(v: float) -> str:
+    """The shortest decimal that reads back as the same float32."""
+    import struct
+
+    f32 = struct.unpack("f", struct.pack("f", v))[0]
+    for p in range(1, 10):
+        t = f"{f32:.{p}g}"
+        if struct.unpack("f", struct.pack("f", float(t)))[0] == f32:
+            return t
+    return repr(f32)
+
+
+def _json_typed(v):
     from decimal import Decimal as D
 
-    exact = Context(prec=100)
+    if v is None:
+        return ["NULL", True]
+    if isinstance(v, bool):
+        return ["BOOL", v]
+    if isinstance(v, (int, D)):
+        return ["N", _num(v)]
+    if isinstance(v, str):
+        return ["S", v]
+    if isinstance(v, list):
+        return ["L", [_json_typed(x) for x in v]]
+    return ["M", {k: _json_typed(x) for k, x in v.items()}]
 
-    def num(x):
-        return str(D(x).normalize(exact))
 
-    want = {}
+def typed(av: dict):
+    """A DynamoDB attribute value (wire form) as [type, canonical value]: S and N and B and SS ... stay apart."""
+    (tag, v), = av.items()
+    if tag == "N":
+        return ["N", _num(v)]
+    if tag == "B":
+        return ["B", bytes(v).hex()]
+    if tag == "NS":
+        return ["NS", sorted(_num(x) for x in v)]
+    if tag in ("SS", "BS"):
+        return [tag, sorted(bytes(x).hex() if tag == "BS" else x for x in v)]
+    if tag == "M":
+        return ["M", {k: typed(x) for k, x in v.items()}]
+    if tag == "L":
+        return ["L", [typed(x) for x in v]]
+    return [tag, v]  # S, BOOL, NULL
+
+
+def _iso(v, fsp: int, data_type: str) -> str:
+    out = v.isoformat(timespec="microseconds" if fsp else "seconds")
+    return out + "Z" if data_type == "timestamp" else out
+
+
+def _time_text(v) -> str:
+    us = v // dt.timedelta(microseconds=1)
+    sign, us = ("-" if us < 0 else ""), abs(us)
+    s, frac = divmod(us, 1_000_000)
+    return f"{sign}{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" + (f".{frac:06d}" if frac else "")
+
+
+def expected_value(data_type: str, fsp: int, v, cast: str | None = None):
+    """One column value as the [type, value] the documented rules give it; None: the attribute is left out."""
+    from decimal import Decimal as D
+
+    if v is None:
+        return None
+    if cast == "epoch_ms":
+        us = (v - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
+        return ["N", _num(D(us) / 1000)]
+    if cast is not None:
+        raise ValueError(f"no rule written here for cast {cast!r}")
+    if data_type in ("tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "year"):
+        return ["N", _num(v)]
+    if data_type == "float":
+        return ["N", _num(_float32_text(v))]
+    if data_type == "double":
+        return ["N", _num(repr(float(v)))]
+    if data_type in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum"):
+        return ["S", v]
+    if data_type == "set":
+        members = sorted({m for m in v.split(",") if m}) if isinstance(v, str) else sorted(v)
+        return ["SS", members] if members else None
+    if data_type == "json":
+        return _json_typed(json.loads(v, parse_float=D, parse_int=D))
+    if data_type in ("tinyblob", "blob", "mediumblob", "longblob", "binary", "varbinary"):
+        return ["B", bytes(v).hex()]
+    if data_type == "date":
+        return ["S", v.isoformat()]
+    if data_type in ("datetime", "timestamp"):
+        return ["S", _iso(v, fsp, data_type)]
+    if data_type == "time":
+        return ["S", _time_text(v)]
+    raise ValueError(f"no rule written here for MySQL type {data_type!r}")
+
+
+# the demo spec's mapping (dags/specs/demo_shop_to_dynamodb.yaml), written out: key templates, renames, drops,
+# casts and computed attributes per table
+DEMO_MAPPING = {
+    "customers": {
+        "entity": "customer", "drop": {"password_hash"}, "rename": {"name": "full_name"},
+        "casts": {"created_at": "epoch_ms"},
+        "pk": lambda r: f"CUSTOMER#{r['customer_id']}", "sk": lambda r: "PROFILE",
+        "computed": {"GSI1PK": (("email",), lambda r: f"EMAIL#{r['email']}"),
+                     "GSI1SK": (("customer_id",), lambda r: f"CUSTOMER#{r['customer_id']}")},
+    },
+    "orders": {
+        "entity": "order", "drop": set(), "rename": {}, "casts": {},
+        "pk": lambda r: f"CUSTOMER#{r['customer_id']}",
+        "sk": lambda r: f"ORDER#{r['order_date'].isoformat()}#{r['order_id']:012d}",
+        "computed": {"GSI1PK": (("status",), lambda r: f"STATUS#{r['status']}"),
+                     "GSI1SK": (("order_date", "order_id"), lambda r: f"{r['order_date'].isoformat()}#{r['order_id']:012d}")},
+    },
+    "order_lines": {
+        "entity": "order_line", "drop": set(), "rename": {}, "casts": {},
+        "pk": lambda r: f"ORDER#{r['order_id']:012d}", "sk": lambda r: f"LINE#{r['line_no']:04d}",
+        "computed": {},
+    },
+}
+
+
+def expected_items(ep: dict, database: str, mapping: dict = DEMO_MAPPING) -> dict:
+    """{"PK|SK": {attribute: [type, value]}} for every source row, from the rules above."""
     c = connect(ep, database)
+    want: dict[str, dict] = {}
     with c.cursor() as cur:
-        cur.execute("SELECT customer_id, email, name, balance FROM customers")
-        for cid, email, name, bal in cur.fetchall():
-            want[f"CUSTOMER#{cid}|PROFILE"] = {"entity": "customer", "email": email, "full_name": name,
-                                                "balance": num(bal), "GSI1PK": f"EMAIL#{email}"}
-        cur.execute("SELECT order_id, customer_id, order_date, status, total FROM orders")
-        for oid, cid, day, status, total in cur.fetchall():
-            want[f"CUSTOMER#{cid}|ORDER#{day.isoformat()}#{oid:012d}"] = {
-                "entity": "order", "status": status, "total": num(total), "GSI1PK": f"STATUS#{status}",
-                "GSI1SK": f"{day.isoformat()}#{oid:012d}"}
-        cur.execute("SELECT order_id, line_no, sku, qty, price FROM order_lines")
-        for oid, n, sku, qty, price in cur.fetchall():
-            want[f"ORDER#{oid:012d}|LINE#{n:04d}"] = {"entity": "order_line", "sku": sku, "qty": num(qty),
-                                                       "price": num(price)}
+        for table, m in mapping.items():
+            cur.execute("SELECT COLUMN_NAME, LOWER(DATA_TYPE), COALESCE(DATETIME_PRECISION, 0) FROM "
+                        "information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION",
+                        (database, table))
+            cols = cur.fetchall()
+            # MariaDB's JSON is LONGTEXT with a CHECK (json_valid(`column`)): such a column is JSON
+            cur.execute("SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA=%s "
+                        "AND TABLE_NAME=%s", (database, table))
+            json_cols = {n for (clause,) in cur.fetchall() for n, _, _ in cols if f"json_valid(`{n}`)" in clause}
+            cols = [(n, "json" if n in json_cols else ty, fsp) for n, ty, fsp in cols]
+            # FLOAT read as `+ 0e0`: the stored float32 exactly (MariaDB's text protocol prints 6 digits)
+            select = ", ".join(f"(`{n}` + 0e0)" if ty == "float" else f"`{n}`" for n, ty, _ in cols)
+            cur.execute(f"SELECT {select} FROM `{table}`")
+            for row in cur.fetchall():
+                r = {n: v for (n, _, _), v in zip(cols, row)}
+                item = {"PK": ["S", m["pk"](r)], "SK": ["S", m["sk"](r)], "entity": ["S", m["entity"]]}
+                for (name, ty, fsp), v in zip(cols, row):
+                    if name in m["drop"]:
+                        continue
+                    val = expected_value(ty, fsp, v, m["casts"].get(name))
+                    if val is not None:
+                        item[m["rename"].get(name, name)] = val
+                for attr, (uses, fn) in m["computed"].items():
+                    if all(r[u] is not None for u in uses):
+                        item[attr] = ["S", fn(r)]
+                key = f"{item['PK'][1]}|{item['SK'][1]}"
+                if key in want:
+                    raise AssertionError(f"two source rows map to the key {key}")
+                want[key] = item
     c.close()
+    return want
+
+
+def full_compare(ep: dict, database: str, ddb_endpoint: str, table: str) -> dict:
+    """Independent check of the demo's key redesign and type mapping (not the engine's templates or transform):
+    the target's keys are exactly what every source row should produce, and every item has exactly the expected
+    attributes, each with its expected DynamoDB type and value (extra attributes are differences)."""
+    want = expected_items(ep, database)
     have = {}
     for it in workload.scan_all(ddb_endpoint, table):
-        k = f"{it['PK']['S']}|{it['SK']['S']}"
-        fields = want.get(k, {})
-        have[k] = {f: (it[f].get("S") if "S" in it[f] else num(it[f]["N"])) for f in fields if f in it}
+        t = {k: typed(v) for k, v in it.items()}
+        have[f"{t['PK'][1]}|{t['SK'][1]}"] = t
+
+    def detail(k):
+        a, b = want[k], have[k]
+        return {f: {"want": a.get(f), "have": b.get(f)} for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)}
+
     canon = {k: json.dumps(v, sort_keys=True) for k, v in want.items()}
-    return workload._diff(canon, {k: json.dumps(v, sort_keys=True) for k, v in have.items()})
+    got = {k: json.dumps(v, sort_keys=True) for k, v in have.items()}
+    return workload_base.diff(canon, got, detail=lambda k: detail(k))

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from . import layout
 from .codec import DYNAMODB
 from .ports import Change
 from .staging import Staging
 
-PREFIX = "changelog/"
+PREFIX = layout.CHANGELOG
 _NAME = re.compile(r"changelog/(\d{12})\.jsonl\.gz$")
 
 

@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from . import layout
 from .status import export_progress, lag_status, load_progress
 
 REPORT_VERSION = 1
@@ -24,8 +25,8 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _changes(st, hist: list[dict]) -> dict:
-    cap = st.get_json("capture/checkpoint.json") or {}
-    app = st.get_json("apply/checkpoint.json") or {}
+    cap = st.get_json(layout.CAPTURE_CHECKPOINT) or {}
+    app = st.get_json(layout.APPLY_CHECKPOINT) or {}
     # change rates from the lag history: captured/applied counters over the sampled window
     cap_rate = app_rate = None
     pts = [h for h in hist if h.get("captured") is not None and h.get("applied") is not None]
@@ -44,7 +45,7 @@ def _changes(st, hist: list[dict]) -> dict:
 
 def _dead_letters(st) -> dict:
     out: dict[str, Any] = {"total": 0, "files": []}
-    for k in st.list("deadletter/"):
+    for k in st.list(layout.DEADLETTER):
         n = sum(1 for _ in st.iter_jsonl_gz(k))
         out["files"].append({"key": k, "records": n})
         out["total"] += n
@@ -54,13 +55,13 @@ def _dead_letters(st) -> dict:
 def build_report(st, spec, stage: str, *, approval: dict | None = None, now: float | None = None) -> dict:
     """The report's JSON, from staging only."""
     now = time.time() if now is None else now
-    hist = st.get_json("reports/lag-history.json") or []
+    hist = st.get_json(layout.LAG_HISTORY) or []
     export = export_progress(st)
     load = load_progress(st, export)
-    validation = st.get_json("reports/validation-latest.json")
-    cutover = st.get_json("state/cutover.json")
-    positions = st.get_json("state/positions.json") or {}
-    pre = st.get_json("state/preflight.json") or {}
+    validation = st.get_json(layout.VALIDATION_LATEST)
+    cutover = st.get_json(layout.CUTOVER)
+    positions = st.get_json(layout.POSITIONS) or {}
+    pre = st.get_json(layout.PREFLIGHT) or {}
     changes = _changes(st, hist)
     lag = lag_status(st, now) if positions else {}
     tp = [
@@ -239,9 +240,9 @@ th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}th{{background:
 def write_report(ctx, stage: str, *, approval: dict | None = None) -> dict:
     """Write ``reports/audit-<stage>.json`` and ``.html`` into staging; return their locations."""
     rep = build_report(ctx.staging, ctx.spec, stage, approval=approval, now=ctx.clock())
-    ctx.staging.put_json(f"reports/audit-{stage}.json", rep)
-    ctx.staging.put_bytes(f"reports/audit-{stage}.html", render_html(rep).encode())
-    out = {"json": f"{ctx.staging.url}/reports/audit-{stage}.json",
-           "html": f"{ctx.staging.url}/reports/audit-{stage}.html"}
+    ctx.staging.put_json(layout.audit_report(stage, "json"), rep)
+    ctx.staging.put_bytes(layout.audit_report(stage, "html"), render_html(rep).encode())
+    out = {"json": f"{ctx.staging.url}/{layout.audit_report(stage, 'json')}",
+           "html": f"{ctx.staging.url}/{layout.audit_report(stage, 'html')}"}
     ctx.log.info("TURNOUT report stage=%s json=%s html=%s", stage, out["json"], out["html"])
     return out

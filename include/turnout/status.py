@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import layout
+
 # phase names, in the order a migration goes through them
 PHASES = ("not started", "preflight", "export", "load", "catch-up", "cutover", "cut over")
 
@@ -22,17 +24,17 @@ def lag_status(ctx_or_staging, now: float | None = None) -> dict:
     with none, lag = the age of the capture's last poll that found every shard at its tip."""
     st = getattr(ctx_or_staging, "staging", ctx_or_staging)
     now = time.time() if now is None else now
-    cap = st.get_json("capture/checkpoint.json") or {"records": 0, "next_file": 0}
-    caphb = st.get_json("capture/heartbeat.json") or {}
-    app = st.get_json("apply/checkpoint.json") or {"consumed": 0, "next_file": 0, "newest_ts": None}
-    apphb = st.get_json("apply/heartbeat.json") or {}
-    pos = st.get_json("state/positions.json") or {}
+    cap = st.get_json(layout.CAPTURE_CHECKPOINT) or {"records": 0, "next_file": 0}
+    caphb = st.get_json(layout.CAPTURE_HEARTBEAT) or {}
+    app = st.get_json(layout.APPLY_CHECKPOINT) or {"consumed": 0, "next_file": 0, "newest_ts": None}
+    apphb = st.get_json(layout.APPLY_HEARTBEAT) or {}
+    pos = st.get_json(layout.POSITIONS) or {}
     backlog = max(0, cap["records"] - app["consumed"])
     if backlog > 0 or not caphb.get("tip_poll_at"):
         ref = app.get("newest_ts") or pos.get("recorded_at") or now
     else:
         ref = caphb["tip_poll_at"]
-    dl = sum(1 for _ in st.list("deadletter/"))
+    dl = sum(1 for _ in st.list(layout.DEADLETTER))
     tip = caphb.get("tip_poll_at")
 
     def gap(g: dict) -> float:
@@ -70,14 +72,14 @@ def record_lag(staging, sample: dict, keep: int = 2000, min_interval: float = 5.
     never corrupt the file (each put replaces the whole object). The history covers the whole migration at a
     bounded size: past ``keep`` samples, every other sample of the older half goes, so days-old lag stays in the
     picture at a coarser grain while the last hours keep every sample. Returns whether the sample was kept."""
-    hist = staging.get_json("reports/lag-history.json") or []
+    hist = staging.get_json(layout.LAG_HISTORY) or []
     if hist and sample["at"] - hist[-1]["at"] < min_interval:
         return False
     hist.append({k: sample[k] for k in LAG_FIELDS if k in sample})
     if len(hist) > keep:
         half = len(hist) // 2
         hist = hist[:half:2] + hist[half:]
-    staging.put_json("reports/lag-history.json", hist)
+    staging.put_json(layout.LAG_HISTORY, hist)
     return True
 
 
@@ -94,12 +96,12 @@ def _rate(items: int, start: float | None, end: float | None) -> float | None:
 
 
 def export_progress(st) -> dict:
-    plan = st.get_json("state/export_plan.json")
+    plan = st.get_json(layout.EXPORT_PLAN)
     if not plan:
         return {"segments": 0, "segments_done": 0, "items": 0, "chunks": 0, "bytes": 0}
     segs = []
     for i in range(plan["segments"]):
-        ck = st.get_json(f"export/seg-{i:05d}/checkpoint.json")
+        ck = st.get_json(layout.segment_checkpoint(i))
         if ck:
             segs.append(ck)
     items = sum(c["items"] for c in segs)
@@ -115,8 +117,8 @@ def export_progress(st) -> dict:
 
 
 def load_progress(st, export: dict | None = None) -> dict:
-    lp = st.get_json("state/load_plan.json")
-    units = [st.get_json(k) for k in st.list("load/units/")]
+    lp = st.get_json(layout.LOAD_PLAN)
+    units = [st.get_json(k) for k in st.list(layout.LOAD_UNITS)]
     units = [u for u in units if u]
     written = sum(u.get("written", 0) for u in units)
     start, end = _span(units)
@@ -156,22 +158,22 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
     """One migration's state for the UI: phase, chunks done/total, items, backlog, lag (+ history),
     the last validation, dead letters and the cutover record."""
     now = time.time() if now is None else now
-    preflight = st.get_json("state/preflight.json")
-    positions = st.get_json("state/positions.json")
-    cutover = st.get_json("state/cutover.json")
-    control = st.get_json("control/capture.json")
+    preflight = st.get_json(layout.PREFLIGHT)
+    positions = st.get_json(layout.POSITIONS)
+    cutover = st.get_json(layout.CUTOVER)
+    control = st.get_json(layout.CAPTURE_CONTROL)
     export = export_progress(st)
     load = load_progress(st, export)
     lag = lag_status(st, now) if positions else None
-    hist = st.get_json("reports/lag-history.json") or []
+    hist = st.get_json(layout.LAG_HISTORY) or []
     step = max(1, len(hist) // history_points)
-    validation = st.get_json("reports/validation-latest.json")
+    validation = st.get_json(layout.VALIDATION_LATEST)
     dead: dict[str, int] = {}
-    for k in st.list("deadletter/"):
+    for k in st.list(layout.DEADLETTER):
         phase = k.split("/")[1]
         dead[phase] = dead.get(phase, 0) + 1
-    reports = {stage: f"reports/audit-{stage}.html" for stage in ("validation", "cutover")
-               if st.exists(f"reports/audit-{stage}.json")}
+    reports = {stage: layout.audit_report(stage, "html") for stage in ("validation", "cutover")
+               if st.exists(layout.audit_report(stage, "json"))}
     return {
         "phase": _phase(st, preflight, positions, export, load, cutover, control),
         "preflight": {k: preflight.get(k) for k in ("status", "verdict", "item_count_estimate",

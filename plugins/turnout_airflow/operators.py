@@ -13,7 +13,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from turnout import phases
+from turnout import layout, phases
 from turnout.errors import TurnoutError
 
 from .context import build_context
@@ -134,7 +134,7 @@ class LoadOperator(TurnoutOperator):
         self.unit = unit
 
     def run_phase(self, ctx, context):
-        ctx.staging.put_json(f"load/running/{int(self.unit):05d}.json",
+        ctx.staging.put_json(layout.load_running(int(self.unit)),
                              {**ctx.whoami(), "at": ctx.clock(), "try": context["ti"].try_number})
         return phases.load_chunk(ctx, int(self.unit))
 

@@ -304,12 +304,14 @@ def migrations_page(request: Request, refresh: int = 10) -> HTMLResponse:
 def report(name: str, stage: str, request: Request, format: str = "html") -> Response:
     if stage not in ("validation", "cutover") or format not in ("html", "json"):
         raise HTTPException(404, "no such report")
+    from turnout.layout import audit_report
+
     api = AirflowAPI(request)
     try:
         for spec, spec_file in load_specs():
             if spec.name == name and api.get(f"/api/v2/dags/{spec.dag_id}") is not None:
                 st = open_migration_staging(spec, spec_file)
-                key = f"reports/audit-{stage}.{format}"
+                key = audit_report(stage, format)
                 if not st.exists(key):
                     raise HTTPException(404, f"{stage} report not written yet")
                 data = st.get_bytes(key)

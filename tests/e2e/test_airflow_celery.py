@@ -186,7 +186,11 @@ def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration
     exp = af.xcom(m.dag_id, run_id, "export", 0)
     assert set(exp) >= {"segment", "items", "chunks"} and len(json.dumps(exp)) < 500
     cu = af.xcom(m.dag_id, run_id, "catch_up")
-    assert cu["lag_seconds"] <= 90 and "backlog" in cu
+    # the gate opened on a live source (not on a drained one): the writer kept writing until the approval, so the
+    # cutover captured more changes than the gate had seen, and the gate's counts are a prefix of the final ones
+    # (its lag is not asserted: staying under lag_threshold_seconds is what the gate waits for by construction)
+    assert 0 < cu["captured"] < rep["changes_captured"], (cu, rep)
+    assert 0 <= cu["applied"] <= rep["changes_applied"] and cu["backlog"] >= 0, (cu, rep)
     val_log = af.log(m.dag_id, run_id, "validate")
     assert "TURNOUT validation OK" in val_log and "TURNOUT report stage=validation" in val_log
     assert "reports/audit-cutover.html" in af.log(m.dag_id, run_id, "cutover")

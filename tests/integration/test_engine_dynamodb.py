@@ -126,12 +126,42 @@ def wait_caught_up(ctx, timeout: float = 180) -> dict:
         time.sleep(0.5)
 
 
+def capture_until(ctx, records: int, timeout: float = 180) -> dict:
+    """Run the capture in short rounds (each resumes from its checkpoint) until the change log holds at least
+    `records` changes or a generous deadline passes: no fixed window that a busy machine can outlast."""
+    deadline = time.time() + timeout
+    while True:
+        out = phases.run_capture(ctx, max_seconds=1)
+        if out["records"] >= records or time.time() > deadline:
+            return out
+
+
 def test_stack_binds_loopback_only(stack):
-    from urllib.parse import urlsplit
+    """What the server processes really listen on (psutil, the process and its children), not the URLs the stack
+    writes: every listening socket is on a loopback address, and the port refuses connections on every other
+    address of this machine."""
+    import ipaddress
+    import socket
+
+    import psutil
 
     assert {"source", "target", "s3", "cosmos", "mariadb", "mongo_source", "mongo_target"} <= set(stack)
-    for ep in stack.values():
-        assert urlsplit(ep["endpoint"]).hostname == "127.0.0.1", ep
+    others = sorted({a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+                     if a.family in (socket.AF_INET, socket.AF_INET6)
+                     and not ipaddress.ip_address(a.address.split("%")[0]).is_loopback
+                     and not ipaddress.ip_address(a.address.split("%")[0]).is_link_local})
+    for name, ep in stack.items():
+        root = psutil.Process(ep["pid"])
+        procs = [root, *root.children(recursive=True)]
+        listening = [c for p in procs for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        assert ep["port"] in {c.laddr.port for c in listening}, (name, ep, listening)
+        wide = [c.laddr for c in listening if not ipaddress.ip_address(c.laddr.ip).is_loopback]
+        assert not wide, (name, wide)  # e.g. 0.0.0.0 or :: would listen on every interface
+        for addr in others:
+            fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            with socket.socket(fam, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                assert s.connect_ex((addr, ep["port"])) != 0, (name, addr, ep["port"])
 
 
 def test_live_migration_ends_with_zero_differences(stack, tmp_path):
@@ -369,12 +399,12 @@ def test_capture_killed_between_file_and_checkpoint_adopts_without_loss_or_dupli
     for i in range(50):
         src.put_item(TableName=table, Item=workload.make_item(i))
     with killed_after_changelog_write(ctx):
-        phases.run_capture(ctx, max_seconds=20)
+        phases.run_capture(ctx, max_seconds=180)  # dies at its first change-log file
     assert changelog.file_numbers(ctx.staging) == [0]
     assert ctx.staging.get_json("capture/checkpoint.json")["next_file"] == 0  # the checkpoint did not move
     for i in range(50, 70):
         src.put_item(TableName=table, Item=workload.make_item(i))
-    out = phases.run_capture(ctx_for(stack, ctx.spec), max_seconds=4)
+    out = capture_until(ctx_for(stack, ctx.spec), 70)
     origins = [c.origin for _, c in changelog.iter_changes(ctx.staging)]
     assert len(origins) == len(set(origins)) == 70 == out["records"]
     sks = sorted(c.key["sk"]["S"] for _, c in changelog.iter_changes(ctx.staging))

@@ -13,7 +13,7 @@ import bson
 import pytest
 
 import workload_mongo as wm
-from test_engine_dynamodb import killed_after_changelog_write, live_run
+from test_engine_dynamodb import capture_until, killed_after_changelog_write, live_run
 from turnout import changelog, phases
 from turnout.adapters.mongo import MongoConfig
 from turnout.errors import PreflightError
@@ -27,10 +27,12 @@ def uniq(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}_"
 
 
-def spec_for(tmp_path, prefix: str, extra_source: str = "", extra: str = ""):
+def spec_for(tmp_path, prefix: str, extra_source: str = "", extra: str = "", refetch: bool = True):
+    """refetch: re-read each changed document by _id (nx-27017's fullDocument leaks its store's encoding of some
+    types, e.g. dates); refetch=False runs the default path, which takes the change stream's fullDocument."""
     return parse_spec(f"""\
 name: it_{prefix.rstrip('_')}
-source: {{kind: mongodb, conn_id: s, include: ["{prefix}*.*"], refetch_documents: true, docs_per_unit: 400{extra_source}}}
+source: {{kind: mongodb, conn_id: s, include: ["{prefix}*.*"], refetch_documents: {str(refetch).lower()}, docs_per_unit: 400{extra_source}}}
 target: {{kind: mongodb, conn_id: t}}
 staging: {{url: '{tmp_path / 'staging'}'}}
 export: {{chunk_items: 300}}
@@ -114,12 +116,12 @@ def test_capture_killed_between_file_and_checkpoint_adopts_without_loss_or_dupli
     for i in range(30):
         coll.update_one({"_id": f"people-{i % 20:07d}"}, {"$set": {"v": i}})
     with killed_after_changelog_write(ctx):
-        phases.run_capture(ctx, max_seconds=20)
+        phases.run_capture(ctx, max_seconds=180)  # dies at its first change-log file
     first = [c for _, c in changelog.iter_changes(ctx.staging, codec=ctx.source_codec)]
     assert changelog.file_numbers(ctx.staging) == [0] and len(first) == 30
     for i in range(30, 40):
         coll.update_one({"_id": f"people-{i % 20:07d}"}, {"$set": {"v": i}})
-    out = phases.run_capture(ctx_for(stack, ctx.spec), max_seconds=4)
+    out = capture_until(ctx_for(stack, ctx.spec), 40)
     changes = [c for _, c in changelog.iter_changes(ctx.staging, codec=ctx.source_codec)]
     assert out["records"] == len(changes) == 40
     assert [c.version[0] for c in changes] == list(range(1, 41))  # none read twice, none skipped
@@ -135,7 +137,7 @@ def test_mongodb_flavor_takes_deletes_from_the_change_stream(stack, tmp_path):
     coll = wm.client(src_uri)[f"{prefix}shop"]["people"]
     coll.delete_one({"_id": "people-0000003"})
     coll.update_one({"_id": "people-0000004"}, {"$set": {"v": 1}})
-    phases.run_capture(ctx, max_seconds=3)
+    capture_until(ctx, 2)
     changes = [c for _, c in changelog.iter_changes(ctx.staging, codec=ctx.source_codec)]
     assert [(c.op, c.key["_id"]) for c in changes] == [("delete", "people-0000003"), ("put", "people-0000004")]
     assert ctx.source.reports_deletes is True
@@ -203,3 +205,99 @@ def test_preflight_lists_what_documentdb_would_refuse_before_anything_is_copied(
         phases.preflight(ctx2)
     assert "capped" in str(exc2.value) and "bio_text" not in str(exc2.value)
 
+
+class Spy:
+    """Records pymongo's Collection.watch calls (pipeline, options) and counts Collection.find_one calls, both passing
+    through to the real server."""
+
+    def __init__(self, monkeypatch):
+        from pymongo.collection import Collection
+
+        self.watches: list[tuple[list, dict]] = []
+        self.find_ones = 0
+        real_watch, real_find_one = Collection.watch, Collection.find_one
+
+        def watch(coll, pipeline=None, *a, **kw):
+            self.watches.append((pipeline, kw))
+            return real_watch(coll, pipeline, *a, **kw)
+
+        def find_one(coll, *a, **kw):
+            self.find_ones += 1
+            return real_find_one(coll, *a, **kw)
+
+        monkeypatch.setattr(Collection, "watch", watch)
+        monkeypatch.setattr(Collection, "find_one", find_one)
+
+
+# what the README and the adapter's docstring say Cosmos DB's MongoDB API requires of a change stream
+COSMOS_STREAM = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}},
+                 {"$project": {"_id": 1, "fullDocument": 1, "ns": 1, "documentKey": 1}}]
+
+
+def plain_doc(i, **more):
+    """Only types whose fullDocument nx-27017 reports faithfully (no dates: it leaks {'$date': ...} for those)."""
+    return {"_id": f"p-{i:04d}", "n": i, "name": f"Zoë {i}", "score": i / 4, "big": 2**45 + i, "ok": i % 2 == 0,
+            "none": None, "tags": ["a", str(i)], "addr": {"city": "Osaka", "geo": [34.69, 135.5]}, **more}
+
+
+def test_default_path_takes_full_documents_from_the_cosmos_form_stream(stack, tmp_path, monkeypatch):
+    """refetch_documents false (the default) and flavor cosmos (the default): the capture opens the stream in the form
+    Cosmos DB requires, and takes each document from the stream's fullDocument without reading the collection;
+    deletes do not pass the stream's $match (they are reconciled instead)."""
+    prefix = uniq("dflt")
+    src_uri = stack["mongo_source"]["uri"]
+    coll = wm.client(src_uri)[f"{prefix}shop"]["people"]
+    coll.insert_many([plain_doc(i) for i in range(10)])
+    spec = spec_for(tmp_path, prefix, refetch=False)
+    assert spec.source.refetch_documents is False and spec.source.flavor == "cosmos"  # the defaults
+    ctx = ctx_for(stack, spec)
+    phases.preflight(ctx)
+    spy = Spy(monkeypatch)
+    phases.start_cdc(ctx)
+    assert spy.watches and all(p == COSMOS_STREAM and kw.get("full_document") == "updateLookup"
+                               for p, kw in spy.watches), spy.watches
+    coll.insert_one(plain_doc(100, extra={"deep": [1, {"x": "y"}]}))
+    coll.update_one({"_id": "p-0003"}, {"$set": {"name": "changed", "tags": []}, "$inc": {"n": 1000}})
+    coll.delete_one({"_id": "p-0005"})  # filtered out by the stream's $match
+    coll.insert_one(plain_doc(101))  # the last change: once it is captured, everything before it was read
+    spy.watches.clear()
+    find_ones_before = spy.find_ones
+    out = capture_until(ctx, 3)
+    assert spy.find_ones == find_ones_before  # fullDocument was used: no document was re-read
+    assert spy.watches and all(p == COSMOS_STREAM and kw.get("full_document") == "updateLookup"
+                               and "resume_after" in kw for p, kw in spy.watches), spy.watches[:2]
+    changes = [c for _, c in changelog.iter_changes(ctx.staging, codec=ctx.source_codec)]
+    assert out["records"] == 3 and [(c.op, c.key["_id"]) for c in changes] == [
+        ("put", "p-0100"), ("put", "p-0003"), ("put", "p-0101")], [(c.op, c.key) for c in changes]
+    want = {d["_id"]: d for d in coll.find({"_id": {"$in": ["p-0100", "p-0003", "p-0101"]}})}
+    for c in changes:
+        assert c.image["ns"] == f"{prefix}shop.people" and c.image["doc"] == want[c.key["_id"]], c.image
+    assert changes[1].image["doc"]["name"] == "changed" and changes[1].image["doc"]["n"] == 1003
+
+
+def test_exclude_globs_leave_namespaces_out_of_export_and_capture(stack, tmp_path):
+    prefix = uniq("excl")
+    src_uri = stack["mongo_source"]["uri"]
+    wm.seed(src_uri, 30, prefix=prefix)  # shop.people, shop.orders, audit.events
+    ctx = ctx_for(stack, spec_for(tmp_path, prefix, extra_source=f', exclude: ["{prefix}audit.*", "*.orders"]'))
+    pre = phases.preflight(ctx)
+    assert set(pre["namespaces"]) == {f"{prefix}shop.people"}, pre["namespaces"]
+    phases.start_cdc(ctx)
+    exported = set()
+    for u in phases.plan_export(ctx):
+        phases.export_segment(ctx, u)
+        for c in ctx.staging.get_json(f"export/seg-{u:05d}/checkpoint.json")["chunks"]:
+            exported.add(c["key"].split("/", 3)[3].removesuffix(".bson").replace("/", "."))
+    assert exported == {f"{prefix}shop.people"}
+    assert sum(phases.load_chunk(ctx, u)["written"] for u in phases.plan_load(ctx)) == 30
+    c = wm.client(src_uri)
+    c[f"{prefix}audit"]["events"].update_many({}, {"$set": {"seen": True}})
+    c[f"{prefix}shop"]["orders"].update_many({}, {"$set": {"seen": True}})
+    c[f"{prefix}shop"]["people"].update_one({"_id": "people-0000001"}, {"$set": {"seen": True}})
+    out = capture_until(ctx, 1)
+    changes = [ch for _, ch in changelog.iter_changes(ctx.staging, codec=ctx.source_codec)]
+    assert out["records"] == 1 and [(ch.key["ns"], ch.key["_id"]) for ch in changes] == [
+        (f"{prefix}shop.people", "people-0000001")]
+    dst = wm.client(stack["mongo_target"]["uri"])
+    assert sorted(dst[f"{prefix}shop"].list_collection_names()) == ["people"]
+    assert f"{prefix}audit" not in dst.list_database_names()

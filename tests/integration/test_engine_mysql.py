@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import workload_mysql as wm
-from test_engine_dynamodb import killed_after_changelog_write, live_run
+from test_engine_dynamodb import capture_until, killed_after_changelog_write, live_run
 from turnout import changelog, phases
 from turnout.adapters.dynamodb import DynamoDBConfig
 from turnout.adapters.mysql import MySQLConfig
@@ -188,7 +188,7 @@ mapping:
         cur.execute("UPDATE everything SET vc = 'changed', st = 'b' WHERE id = 1")
         cur.execute("DELETE FROM everything WHERE id = 3")
     c.close()
-    out = phases.run_capture(ctx, max_seconds=3)
+    out = capture_until(ctx, 5)
     changes = [ch for _, ch in changelog.iter_changes(ctx.staging)]
     assert out["records"] == 5 and [ch.op for ch in changes] == ["put"] * 4 + ["delete"]
     tr = ctx.transform
@@ -217,11 +217,11 @@ def test_capture_killed_between_file_and_checkpoint_adopts_without_loss_or_dupli
     phases.start_cdc(ctx)
     wm.seed(stack["mariadb"], db, 20, orders_per_customer=1, lines_per_order=1)  # 60 row inserts
     with killed_after_changelog_write(ctx):
-        phases.run_capture(ctx, max_seconds=20)
+        phases.run_capture(ctx, max_seconds=180)  # dies at its first change-log file
     assert changelog.file_numbers(ctx.staging) == [0]
     assert ctx.staging.get_json("capture/checkpoint.json")["next_file"] == 0
     sql(stack, ["UPDATE orders SET customer_id = customer_id + 1", "DELETE FROM order_lines WHERE order_id <= 5"], db)
-    out = phases.run_capture(ctx_for(stack, ctx.spec), max_seconds=4)
+    out = capture_until(ctx_for(stack, ctx.spec), 60 + 20 + 5)
     changes = [c for _, c in changelog.iter_changes(ctx.staging)]
     origins = [c.origin for c in changes]
     assert len(origins) == len(set(origins)) == 60 + 20 + 5 == out["records"]
@@ -301,7 +301,7 @@ def test_alter_table_mid_migration_stops_the_capture_instead_of_dropping_a_colum
     from turnout.adapters.mysql import SchemaChanged
 
     with pytest.raises(SchemaChanged, match=r"orders changed during the migration.*coupon"):
-        phases.run_capture(ctx, max_seconds=10)
+        phases.run_capture(ctx, max_seconds=180)  # raises as soon as it meets it
     changes = [c for _, c in changelog.iter_changes(ctx.staging)]
     # the change before the ALTER is in the log; nothing after it was taken (or dropped)
     assert [c.image["status"]["S"] for c in changes] == ["BEFORE"]
@@ -324,4 +324,4 @@ def test_purged_binlog_is_a_clear_error_not_a_silent_gap(stack, tmp_path):
     else:
         pytest.fail(f"could not purge {recorded}")
     with pytest.raises(Exception, match=r"no longer has the binlog at .*start the migration over"):
-        phases.run_capture(ctx, max_seconds=10)
+        phases.run_capture(ctx, max_seconds=180)  # raises as soon as it meets it

@@ -129,11 +129,92 @@ def test_rejected_change_goes_to_dead_letters_with_reason(tmp_path):
         phases.catch_up_check(ctx, {})
 
 
-def test_lanes_keep_every_key_in_one_lane(tmp_path):
+class RecordingSink(FakeSink):
+    """Records every apply_changes call (one call = one lane of one batch): its keys and versions, in write order."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+        self.lane_calls: list[list[tuple[str, int]]] = []
+        self.writes: list[tuple[str, int]] = []
+
+    def apply_changes(self, changes):
+        call = [(c.key["pk"]["S"], c.version[0]) for c in changes]
+        with self.lock:
+            self.lane_calls.append(call)
+            self.writes.extend(call)
+        return super().apply_changes(changes)
+
+
+def lane_groups(calls):
+    """Keys written in one call share a lane; join those groups over every call (union-find)."""
+    parent: dict[str, str] = {}
+
+    def find(k):
+        while parent.setdefault(k, k) != k:
+            k = parent[k]
+        return k
+
+    for call in calls:
+        for k, _ in call[1:]:
+            parent[find(k)] = find(call[0][0])
+    groups: dict[str, set[str]] = {}
+    for k in parent:
+        groups.setdefault(find(k), set()).add(k)
+    return list(groups.values())
+
+
+def test_lanes_partition_by_key_and_each_key_is_written_in_order(tmp_path):
+    """SPEC has 4 lanes. Five change-log files each change all 100 keys (versions 1..5), applied one file per batch:
+    every batch splits into at most 4 lane calls, the calls of all batches partition the keys into exactly 4 fixed
+    groups (a key never moves to another lane, and keys spread over all lanes), and each key's writes arrive in
+    version order."""
+    sink = RecordingSink()
+    ctx = ctx_for(tmp_path, sink)
+    keys = [f"k{i:03d}" for i in range(100)]
+    for n in range(5):
+        order = keys if n % 2 == 0 else keys[::-1]  # the order inside a file must not matter
+        changelog.write_file(ctx.staging, n, [put(k, n + 1, n + 1) for k in order], 0)
+    finish_capture(ctx, 5)
+    out = phases.run_apply(ctx, max_files_per_batch=1)
+    assert out["puts"] == 500 and out["stale"] == 0 and out["coalesced"] == 0
+    assert len(sink.writes) == 500 and len(sink.lane_calls) <= 5 * 4
+    for call in sink.lane_calls:  # one call holds a key at most once
+        assert len({k for k, _ in call}) == len(call)
+    groups = lane_groups(sink.lane_calls)
+    assert len(groups) == 4 and set().union(*groups) == set(keys), [sorted(g)[:5] for g in groups]
+    assert min(len(g) for g in groups) >= 5  # spread: no lane is (nearly) empty for 100 keys
+    calls_per_batch = len(sink.lane_calls) / 5
+    assert calls_per_batch == 4  # every batch used every lane, one call each
+    for k in keys:
+        assert [v for kk, v in sink.writes if kk == k] == [1, 2, 3, 4, 5], k
+    assert all(value(sink, k) == 5 for k in keys)
+
+
+def test_a_keys_lane_is_the_same_in_every_process(tmp_path):
+    """The lane (and validation bucket) of a key comes from a stable hash of its text, the same on every worker:
+    never Python's per-process seeded hash(). Three interpreters with different hash seeds agree."""
+    import json
+    import os
+    import subprocess
+    import sys
+
     from turnout.codec import stable_bucket
 
-    kts = [key_text({"pk": {"S": f"k{i}"}}) for i in range(100)]
-    assert [stable_bucket(k, 4) for k in kts] == [stable_bucket(k, 4) for k in kts]
+    texts = [key_text({"pk": {"S": f"k{i}"}}) for i in range(200)] + [key_text({"pk": {"S": "ключ/ü"}})]
+    here = [stable_bucket(t, n) for t in texts for n in (4, 7, 64)]
+    assert len(set(here)) > 4  # not constant
+    code = ("import json, sys\nfrom turnout.codec import stable_bucket\n"
+            "texts = json.load(sys.stdin)\n"
+            "print(json.dumps([stable_bucket(t, n) for t in texts for n in (4, 7, 64)]))")
+    for seed in ("1", "2", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": os.pathsep.join(sys.path)}
+        r = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts), capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == here, seed
 
 
 def test_lag_uses_newest_applied_change_when_there_is_a_backlog(tmp_path):

@@ -109,3 +109,15 @@ def test_spec_errors_for_cosmos_target():
         parse_spec(BASE.replace("  database: db\n", ""), "c.yaml")
     with pytest.raises(SpecError, match=r"c.yaml:8: target.partition_key: .*must look like /attribute"):
         parse_spec(BASE.replace("  container: orders\n", "  container: orders\n  partition_key: [pk]\n"), "c.yaml")
+
+
+def test_the_independent_expectation_agrees_with_the_hand_written_document():
+    """tests/independent_cosmos.py (the documented rules, no turnout code) reproduces the hand-written document for
+    the sample that the integration and e2e comparisons also put through the engine."""
+    import independent_cosmos as ic
+
+    assert ic.expected_document(ic.TRICKY) == ic.TRICKY_DOC
+    assert ic.make_id({"pk": {"S": "live?/#%|"}, "sk": {"S": "\\"}}, "{pk}|{sk}") == "live%3F%2F%23%25%7C|%5C"
+    assert ic.make_id({"a": {"N": "1.50"}, "b": {"S": "x:y|z"}}, "{a}:{b}") == "1.5:x%3Ay|z"
+    assert [ic.number(t) for t in ("9007199254740991", "-9007199254740993", "-0", "1E+2", "0.1", "1.10")] == [
+        9007199254740991, "-9007199254740993", 0, 100, 0.1, 1.1]

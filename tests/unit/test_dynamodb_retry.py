@@ -1,6 +1,8 @@
 """Throttling and UnprocessedItems are retried (never dropped); a bad item is isolated and rejected
 with its reason while the rest of its batch is written. botocore's Stubber plays the service."""
 
+import time
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -8,6 +10,8 @@ from botocore.stub import Stubber
 from turnout.adapters import dynamodb as ddb
 from turnout.ports import Change
 from turnout.adapters.dynamodb import DynamoDBConfig, DynamoDBSink
+
+REAL_SLEEP = time.sleep  # before any test patches it
 
 
 @pytest.fixture()
@@ -39,15 +43,41 @@ def test_unprocessed_items_are_retried_until_acknowledged(sink):
     assert res.written == 3 and not res.rejected
 
 
-def test_throttling_errors_back_off_and_retry(sink):
+def test_throttling_errors_back_off_and_retry(sink, monkeypatch):
+    """Two throttling errors, then success: the sink really waits (a recorded real sleep, not a patched-away one)
+    between the attempts, each wait within the backoff's bound for that attempt."""
+    import threading
+
+    events: list[tuple] = []
+    me = threading.get_ident()
+
+    def recorded_sleep(seconds):
+        if threading.get_ident() == me:
+            t0 = time.monotonic()
+            REAL_SLEEP(seconds)
+            events.append(("sleep", seconds, t0, time.monotonic()))
+        else:
+            REAL_SLEEP(seconds)
+
+    monkeypatch.setattr(time, "sleep", recorded_sleep)  # the engine's time.sleep is this one
+    sink.client.meta.events.register("before-parameter-build.dynamodb.BatchWriteItem",
+                                     lambda **kw: events.append(("call", time.monotonic())))
     its = items(2)
     with Stubber(sink.client) as stub:
         for code in ("ProvisionedThroughputExceededException", "ThrottlingException"):
             stub.add_client_error("batch_write_item", service_error_code=code, http_status_code=400)
-        stub.add_response("batch_write_item", {"UnprocessedItems": {}})
+        stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {"t": [put(i) for i in its]}})
+        t0 = time.monotonic()
         res = sink.write_items(its)
+        elapsed = time.monotonic() - t0
         stub.assert_no_pending_responses()
-    assert res.written == 2
+    assert res.written == 2 and not res.rejected
+    assert [e[0] for e in events] == ["call", "sleep", "call", "sleep", "call"], events
+    (_, c1), (_, d1, s1, e1), (_, c2), (_, d2, s2, e2), (_, c3) = events
+    assert 0 < d1 <= 0.05 * 2**0 + 1e-9 and 0 < d2 <= 0.05 * 2**1 + 1e-9, (d1, d2)  # backoff base 0.05 s, doubling
+    assert c1 <= s1 and e1 - s1 >= d1 - 1e-4 and e1 <= c2 and c2 - c1 >= d1 - 1e-4  # the retry came after the wait
+    assert c2 <= s2 and e2 - s2 >= d2 - 1e-4 and e2 <= c3 and c3 - c2 >= d2 - 1e-4
+    assert elapsed >= d1 + d2 - 1e-4
 
 
 def test_a_bad_item_is_isolated_and_rejected_with_its_reason(sink):

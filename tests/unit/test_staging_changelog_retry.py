@@ -54,6 +54,26 @@ def test_token_bucket_limits_rate_with_fake_clock():
     assert TokenBucket(0).take(10**9) == 0.0
 
 
-def test_backoff_is_bounded_and_jittered():
-    ds = list(backoff_delays(base=0.1, cap=2.0, attempts=10))
-    assert len(ds) == 10 and all(0 <= d <= 2.0 for d in ds)
+def test_backoff_is_bounded_exponential_and_jittered():
+    """Full jitter: attempt n sleeps U(0, min(cap, base * 2**n)). Over many runs each attempt's delays fill their
+    whole range (not all zero, not a fixed value), stay under the bound, and the bound grows until the cap."""
+    import random
+    import statistics
+
+    state = random.getstate()
+    try:
+        random.seed(20261201)  # deterministic draws (if the engine uses the random module)
+        runs = [list(backoff_delays(base=0.1, cap=2.0, attempts=10)) for _ in range(500)]
+    finally:
+        random.setstate(state)
+    bounds = [min(2.0, 0.1 * 2**n) for n in range(10)]
+    assert bounds[-1] == 2.0 and bounds[0] == 0.1
+    assert all(len(r) == 10 for r in runs)
+    for n, bound in enumerate(bounds):
+        col = [r[n] for r in runs]
+        assert all(0 <= d <= bound for d in col), (n, max(col))
+        assert len(set(col)) >= 450, n  # jittered: (almost) every draw differs
+        assert max(col) >= 0.9 * bound and min(col) <= 0.1 * bound, (n, min(col), max(col))  # spans the range
+        assert 0.4 * bound <= statistics.mean(col) <= 0.6 * bound, (n, statistics.mean(col))  # uniform-ish
+    means = [statistics.mean(r[n] for r in runs) for n in range(10)]
+    assert means[4] > 8 * means[0] and means[9] > 12 * means[0]  # exponential growth, then capped
