@@ -22,6 +22,7 @@ def dagbag(tmp_path, monkeypatch):
         shutil.copytree(ROOT / "dags", d, dirs_exist_ok=True)
         for name, text in (extra_specs or {}).items():
             (d / "specs" / name).write_text(text)
+        DagBag(str(d))  # the loader's pass writes one DAG file per spec, which the next listing finds
         return DagBag(str(d))
 
     return make
@@ -64,8 +65,43 @@ def test_broken_spec_is_an_import_error_and_others_still_load(dagbag):
     bag = dagbag({"broken.yaml": bad})
     assert "migrate__demo_orders_to_alternator" in bag.dag_ids and "migrate__broken" not in bag.dag_ids
     [(path, msg)] = bag.import_errors.items()
-    assert path.endswith("turnout_migrations.py")
+    assert path.endswith("_turnout_specs/broken.py")  # the broken spec's own file: the others are not touched
     assert "broken.yaml:3: target.colour: unknown key" in msg
+    specs = sorted(p.stem for p in (ROOT / "dags" / "specs").glob("*.yaml"))
+    assert sorted(bag.dag_ids) == [f"migrate__{s}" for s in specs]
+
+
+def test_one_dag_file_per_spec_follows_the_specs(tmp_path):
+    from turnout_airflow.factory import STUB_DIR, sync_spec_stubs
+
+    (tmp_path / "specs").mkdir()
+    for n in ("a", "b"):
+        (tmp_path / "specs" / f"{n}.yaml").write_text("name: x\n")
+    assert [p.name for p in sync_spec_stubs(tmp_path)] == ["a.py", "b.py"]
+    stub = tmp_path / STUB_DIR / "a.py"
+    mtime = stub.stat().st_mtime_ns
+    sync_spec_stubs(tmp_path)
+    assert stub.stat().st_mtime_ns == mtime  # unchanged specs: files untouched (Airflow re-parses on mtime)
+    assert "spec_dag('specs/a.yaml', globals())" in stub.read_text()
+    (tmp_path / "specs" / "a.yaml").unlink()
+    assert [p.name for p in sync_spec_stubs(tmp_path)] == ["b.py"] and not stub.exists()
+
+
+def test_a_read_only_dags_folder_falls_back_to_building_in_the_loader(tmp_path, monkeypatch):
+    from turnout_airflow import factory
+
+    d = tmp_path / "dags"
+    shutil.copytree(ROOT / "dags", d)
+    monkeypatch.setenv("TURNOUT_STAGING", str(tmp_path / "staging"))
+
+    def refuse(*a, **k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(factory, "sync_spec_stubs", refuse)
+    ns: dict = {}
+    assert factory.load_dags(d / "specs", ns) == []
+    assert sorted(k for k in ns if k.startswith("migrate__")) == sorted(
+        f"migrate__{p.stem}" for p in (d / "specs").glob("*.yaml"))
 
 
 def test_operators_do_no_io_at_parse_time_and_template_fields(dagbag, monkeypatch):
