@@ -32,3 +32,7 @@ class DeadLetterError(TurnoutError):
 
 class ValidationFailed(TurnoutError):
     """Source and target differ after rechecks."""
+
+
+class LateWrites(TurnoutError):
+    """The source changed after the approval (the write freeze): the cutover does not declare success."""

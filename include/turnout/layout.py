@@ -43,6 +43,7 @@ REPORTS = "reports/"
 LAG_HISTORY = "reports/lag-history.json"
 VALIDATION_LATEST = "reports/validation-latest.json"
 CUTOVER_REPORT = "reports/cutover.json"
+LATE_WRITES_REPORT = "reports/cutover-late-writes.json"
 
 
 def segment(i: int) -> str:

@@ -32,6 +32,7 @@ class SourceCapabilities:
     export_kinds: tuple[str, ...]  # "scan" (parallel segments), "keyset" (key ranges), "native", "dump"
     ordering: str  # the order changes arrive in, as the source guarantees it
     key_listing: bool = False  # lists its keys per group (reconciliation of deletes)
+    stamps_changes: bool = True  # every change carries the source's own time (the cutover proves the freeze by it)
 
 
 @dataclass

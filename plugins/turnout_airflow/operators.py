@@ -11,10 +11,10 @@ from typing import Any, Sequence
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from turnout import layout, phases
-from turnout.errors import TurnoutError
+from turnout.errors import LateWrites, TurnoutError
 
 from .context import build_context
 from .triggers import TurnoutWaitTrigger
@@ -192,14 +192,18 @@ class ValidateOperator(TurnoutOperator):
 
 
 class CutoverOperator(TurnoutOperator):
-    """After approval: drain to the post-freeze position, validate once more, stop the capture, report."""
+    """After approval: drain, stop capture and apply (a handshake), prove the freeze, validate the quiet target,
+    report. Writes made after the approval fail it without retries: a retry would find the same writes."""
 
     phase = "cutover"
 
     def run_phase(self, ctx, context):
         answer = context["ti"].xcom_pull(task_ids="approve_cutover") or {}
         who = (answer.get("responded_by_user") or {}).get("name") or (answer.get("responded_by_user") or {}).get("id")
-        return phases.cutover(ctx, approved_by=who, approved_at=_timestamp(answer.get("responded_at")))
+        try:
+            return phases.cutover(ctx, approved_by=who, approved_at=_timestamp(answer.get("responded_at")))
+        except LateWrites as exc:
+            raise AirflowFailException(str(exc)) from None
 
 
 def _timestamp(value) -> float | None:

@@ -44,7 +44,8 @@ class _Capture:
         ck = self.ck
         state.save(self.ctx.staging, layout.CAPTURE_HEARTBEAT, {
             **self.ctx.whoami(), "at": self.ctx.clock(), "records": ck["records"], "next_file": ck["next_file"],
-            "tip_poll_at": self.tip_poll_at, "at_tip": self.at_tip, "stopped": stopped, "run_id": self.ctx.run_id})
+            "tip_poll_at": self.tip_poll_at, "at_tip": self.at_tip, "stopped": stopped, "run_id": self.ctx.run_id,
+            **({"stopped_at": self.ctx.clock()} if stopped else {})})
 
     def poll_once(self) -> None:
         ctx, st, ck = self.ctx, self.ctx.staging, self.ck
@@ -90,10 +91,14 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict[str, 
     state.save(st, layout.CAPTURE_CHECKPOINT, ck)
     cap = _Capture(ctx, reader, ck)
     stopped_by = None
+    stop_seen: Optional[float] = None
     while True:
         if stop_requested(ctx):
-            stopped_by = "stop requested"
-            break
+            # the stop is a handshake: one more full poll that started after the request and found the tip
+            stop_seen = stop_seen or ctx.clock()
+            if cap.tip_poll_at is not None and cap.tip_poll_at >= stop_seen:
+                stopped_by = "stop requested"
+                break
         if max_seconds is not None and time.monotonic() - cap.started > max_seconds:
             stopped_by = "max_seconds"
             break

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .. import layout, state
-from ..errors import TurnoutError
+from .. import changelog, layout, state
+from ..errors import LateWrites, TurnoutError
 from ..report import write_report
 from ..runtime import Context
 from ..status import lag_status, record_lag
@@ -59,24 +59,78 @@ def wait_stopped(ctx: Context, timeout: float = 300) -> dict:
     raise TurnoutError(f"capture/apply did not stop within {timeout} s")
 
 
+def late_changes(ctx: Context, freeze_at: float, limit: int = 100) -> dict:
+    """Captured changes the source stamped after the freeze, per key (the change log is read from its end back to
+    the first file captured before the freeze: a change made after the freeze was captured after it too)."""
+    codec = ctx.source_codec
+    keys: dict[str, int] = {}
+    count = 0
+    for n in reversed(changelog.file_numbers(ctx.staging)):
+        docs = list(ctx.staging.iter_jsonl_gz(changelog.file_key(n)))
+        for d in docs:
+            if float(d["ts"]) > freeze_at:
+                count += 1
+                kt = codec.key_text(codec.from_json(d["k"]))
+                keys[kt] = keys.get(kt, 0) + 1
+        if docs and all(float(d.get("cap", 0)) < freeze_at for d in docs):
+            break
+    return {"count": count, "keys": len(keys), "first_keys": sorted(keys)[:limit]}
+
+
+def _stopped(ctx: Context) -> bool:
+    """Capture and apply already stopped for the cutover (a retry of a cutover that failed after the stop)."""
+    control = state.load(ctx.staging, layout.CAPTURE_CONTROL) or {}
+    cap = state.load(ctx.staging, layout.CAPTURE_HEARTBEAT) or {}
+    return bool(control.get("stop")) and control.get("why") == "cutover" and bool(cap.get("stopped"))
+
+
 def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float | None = None,
             validate_fn: Callable[..., dict] | None = None) -> dict:
+    """After the approval (the write freeze): drain, stop capture and apply with a handshake (the capture's last
+    poll found the tip after the stop was asked), prove the freeze (no change stamped after it), validate the
+    quiet target once, record the result. A change made after the freeze fails the cutover naming its keys,
+    unless ``cutover.late_writes: apply``, which keeps and reports them."""
     done = cutover_done(ctx)
     if done:
         return done
     freeze_at = approved_at or ctx.clock()
     ctx.log.info("TURNOUT cutover: writes frozen at %.3f (approved by %s); draining the change log", freeze_at,
                  approved_by)
-    drained = drain(ctx, freeze_at)
-    result = (validate_fn or validate)(ctx, final=True)
-    request_stop(ctx, "cutover")
+    if _stopped(ctx):
+        drained = lag_status(ctx)
+        ctx.log.info("TURNOUT cutover: capture and apply were already stopped for this cutover (a retry)")
+    else:
+        drained = drain(ctx, freeze_at)
+        request_stop(ctx, "cutover")
     stopped = wait_stopped(ctx)
+    if ctx.source.capabilities.stamps_changes:
+        late = late_changes(ctx, freeze_at + ctx.spec.cutover.clock_skew_seconds)
+    else:
+        late = {"count": 0, "keys": 0, "first_keys": [], "provable": False}
+        ctx.log.warning("TURNOUT cutover: this source's changes carry no source time, so changes after the freeze "
+                        "cannot be told from earlier ones; the freeze is not proven by the change log")
+    late_report = {"freeze_at": freeze_at, "policy": ctx.spec.cutover.late_writes, **late}
+    ctx.staging.put_json(layout.LATE_WRITES_REPORT, late_report)
+    if late["count"]:
+        ctx.log.error("TURNOUT cutover: %d changes to %d keys were made after the freeze at %.3f, e.g. %s",
+                      late["count"], late["keys"], freeze_at, late["first_keys"][:10])
+        if ctx.spec.cutover.late_writes == "fail":
+            raise LateWrites(
+                f"{late['count']} changes to {late['keys']} keys were made on the source after the approval "
+                f"(write freeze at {freeze_at:.3f}): the freeze did not hold, so writes after the capture stopped "
+                f"could be missing. Keys: {late['first_keys'][:20]}; report {ctx.staging.url}/"
+                f"{layout.LATE_WRITES_REPORT}. Stop the writers and re-run the migration's catch-up and cutover, "
+                "or set cutover.late_writes: apply to accept them")
+    # the target is quiet now: no recheck waits for in-flight writes
+    result = (validate_fn or validate)(ctx, final=True, recheck_wait=0)
     app = state.load(ctx.staging, layout.APPLY_CHECKPOINT) or {}
     summary = {
         "at": ctx.clock(), "approved_by": approved_by, "freeze_at": freeze_at,
         "final_lag_seconds": drained["lag_seconds"], "changes_captured": drained["captured"],
         "changes_applied": app.get("consumed"), "puts": app.get("puts"), "deletes": app.get("deletes"),
-        "stale_skipped": app.get("stale"), "validation": result, **stopped,
+        "stale_skipped": app.get("stale"),
+        "changes_after_freeze": late["count"] if late.get("provable", True) else None,
+        "keys_changed_after_freeze": late["first_keys"], "validation": result, **stopped,
         **({"reconciled_deletes": (state.load(ctx.staging, layout.RECONCILE) or {}).get("deleted", 0)}
            if needs_reconcile(ctx) else {}),
     }

@@ -79,6 +79,12 @@ class Validation(Strict):
 class Cutover(Strict):
     quiet_seconds: float = Field(default=10, ge=0, description="drain until no new change arrives for this long")
     drain_timeout_seconds: float = Field(default=1800, gt=0)
+    late_writes: Literal["fail", "apply"] = Field(
+        default="fail", description="changes the source stamped after the approval (the write freeze): fail the "
+        "cutover naming their keys (the freeze did not hold), or apply and report them")
+    clock_skew_seconds: float = Field(
+        default=2, ge=0, description="a change counts as after the freeze when the source stamped it more than this "
+        "after the approval (the source's and Airflow's clocks may differ by this much)")
 
 
 class StagingSpec(Strict):

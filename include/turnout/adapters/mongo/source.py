@@ -39,6 +39,7 @@ class MongoSource(_Mongo):
         self._ns: Optional[list[str]] = None
         self.capabilities = SourceCapabilities(
             reports_deletes=flavor != "cosmos", export_kinds=("keyset", "dump"), key_listing=True,
+            stamps_changes=False,  # Cosmos DB's stream form projects clusterTime away: change times are read times
             ordering="per collection, in change stream (resume token) order")
 
     @property
