@@ -25,7 +25,7 @@ def test_native_export_through_the_dag_ends_with_zero_differences(route_migratio
 
     s3 = m._s3_client()
     data = sorted(o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=demo.NATIVE_BUCKET)
-                  for o in page.get("Contents", []) if "/data/" in o["Key"] and o["Key"].endswith(".json.gz"))
+                  for o in page.get("Contents", []) if "/data/" in o["Key"] and o["Key"].endswith(".gz"))
     assert data, "the native export wrote no data files"
     assert sorted(f["key"] for f in plan["native_files"]) == data
     lines = {k: sum(1 for ln in gzip.decompress(s3.get_object(Bucket=demo.NATIVE_BUCKET, Key=k)["Body"].read())
