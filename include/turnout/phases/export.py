@@ -13,6 +13,7 @@ from .. import layout, state
 from ..errors import TurnoutError
 from ..retry import TokenBucket
 from ..runtime import Context
+from ._common import PROGRESS_SECONDS
 from .native_export import export_native_file
 
 
@@ -42,8 +43,6 @@ class _Progress:
         self.t0, self.last = time.monotonic(), 0.0
 
     def tick(self, items: int, chunks: int) -> None:
-        from ._common import PROGRESS_SECONDS
-
         now = time.monotonic()
         if now - self.last <= PROGRESS_SECONDS:
             return

@@ -21,6 +21,9 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
         st.get_json(layout.PREFLIGHT_PROBE)
     except Exception as exc:
         raise PreflightError(f"staging {st.url} is not writable: {exc}") from None
+    if spec.export.mode == "native" and ctx.route.source.native_export is None:
+        raise PreflightError(f"export.mode native: a {spec.source.kind} source has no native export; use "
+                             "export.mode scan (the default)")
     inputs = PreflightInputs(spec=spec, source=ctx.source, sink=ctx.sink, dry_run=dry_run,
                              build_transform=ctx.build_transform, estimate=lambda rows: copy_estimate(ctx, rows),
                              put_state=st.put_bytes, target_name=target_name(ctx), log=ctx.log)

@@ -17,7 +17,7 @@ def start_cdc(ctx: Context) -> dict:
         pos = ctx.source.record_position()
         # the export plan is fixed with the position: re-runs never re-split finished units
         mode = ctx.spec.export.mode
-        if mode == "native" and "native" in ctx.source.capabilities.export_kinds:
+        if mode == "native":  # preflight refused it for a source without a native export
             plan = {"segments": 0, "units": [], "mode": "native", "recorded_at": pos["recorded_at"]}
         else:
             units = ctx.source.plan_units()  # key ranges / scan segments, split after the position is recorded
