@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchlib import (ROOT, T_START, Meter, batch_write, cores, count_items, drop_table, engine_config,
-                      engine_context, fresh_table, low_client, pct, r, run_bg, run_export, run_load, say,
+                      engine_context, fresh_table, low_client, pct, r, run_bg, run_export, run_load, run_on_stack, say,
                       wait_active)
 
 BENCH = Path(__file__).resolve().parent
@@ -774,8 +774,7 @@ def main(argv=None) -> int:
                  "commit": commit, "server": "DynamoDB Local (-inMemory -sharedDb, -Xmx2g), source and target separate"}
     say(f"work dir {work}; engine log {logfile}")
     state = work / "stack"
-    rc = 0
-    try:
+    def body() -> None:
         eps = start_stack(state)
         say("stack up: " + ", ".join(f"{k} {e['endpoint']} (pid {e['pid']})" for k, e in eps.items()))
         ctx, src_table = part_load(a, eps, work, res)
@@ -785,18 +784,12 @@ def main(argv=None) -> int:
         shutil.rmtree(work / "staging", ignore_errors=True)
         if not a.skip_memory:
             part_memory(a, eps, work, res)
-    except BaseException as exc:
-        res["error"] = repr(exc)
-        log.exception("bench failed")
-        print(f"bench failed: {exc!r} (see {logfile})", file=sys.stderr)
-        rc = 1
-    finally:
-        stopped = stack.down(state)
-        say(f"stack down: {' '.join(stopped) or 'nothing to stop'}")
-        if a.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+    rc = run_on_stack(state, res, logfile, body)
+    if a.keep:
+        say(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     res["wall_seconds"] = round(time.monotonic() - T_START, 1)
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     Path(a.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
