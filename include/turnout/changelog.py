@@ -2,8 +2,9 @@
 
 The capture appends immutable, numbered files (``changelog/000000000042.jsonl.gz``). File numbers
 give a total order that keeps every key's changes in source order (a shard's records in sequence,
-a parent shard before its children). A file is never rewritten once it exists, so an applier that
-consumed file N can trust it; a capture restarted after a crash adopts the last file it wrote.
+a parent shard before its children). A file is written at most once (a conditional create), so an
+applier that consumed file N can trust it; a capture restarted after a crash, or the owner that finds a file
+a fenced zombie wrote before it stopped, adopts it.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def decode(doc: dict, codec=DYNAMODB) -> Change:
     )
 
 
-def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float, codec=DYNAMODB) -> None:
-    staging.put_jsonl_gz(file_key(n), [encode(c, captured_at, codec) for c in changes])
+def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float, codec=DYNAMODB) -> bool:
+    """Write change-log file ``n`` once: False (and nothing written) if it exists already."""
+    return staging.put_jsonl_gz(file_key(n), [encode(c, captured_at, codec) for c in changes], new=True) >= 0
 
 
 def read_file(staging: Staging, n: int, codec=DYNAMODB) -> list[Change]:

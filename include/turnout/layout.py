@@ -55,9 +55,10 @@ def segment_checkpoint(i: int) -> str:
     return f"{segment(i)}/checkpoint.json"
 
 
-def chunk_prefix(i: int, n: int) -> str:
-    """Chunk n of export unit i, without its format's suffix."""
-    return f"{segment(i)}/chunk-{n:05d}"
+def chunk_prefix(i: int, n: int, epoch: int = 1) -> str:
+    """Chunk n of export unit i, without its format's suffix; written by the unit's owner of that epoch (a later
+    try's chunks carry ``-e<epoch>``, so a fenced zombie never overwrites a chunk its successor committed)."""
+    return f"{segment(i)}/chunk-{n:05d}" + (f"-e{epoch}" if epoch > 1 else "")
 
 
 def chunk_name(chunk: str) -> str:

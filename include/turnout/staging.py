@@ -9,8 +9,9 @@ object or the new one, never half of one, so a checkpoint written after a chunk 
 from __future__ import annotations
 
 import builtins
-
+import fcntl
 import gzip
+import hashlib
 import json
 import os
 import tempfile
@@ -40,6 +41,20 @@ class Staging:
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
+    # conditional writes: the fence of every staging writer (see turnout.fencing)
+    def get_tagged(self, key: str) -> tuple[bytes | None, str | None]:
+        """(content, etag), or (None, None) when absent."""
+        raise NotImplementedError
+
+    def put_if(self, key: str, data: bytes, etag: str | None) -> str | None:
+        """Write only if the object still has ``etag`` (``None``: only if it does not exist). Returns the new
+        etag, or ``None`` when the condition failed (nothing was written)."""
+        raise NotImplementedError
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Write an immutable object: True if written, False if it already existed (left as it was)."""
+        return self.put_if(key, data, None) is not None
+
     # helpers shared by both backends
     def put_json(self, key: str, doc: Any) -> None:
         self.put_bytes(key, json.dumps(doc, sort_keys=True, default=str).encode())
@@ -49,9 +64,13 @@ class Staging:
             return default
         return json.loads(self.get_bytes(key))
 
-    def put_jsonl_gz(self, key: str, rows: builtins.list[dict]) -> int:
+    def put_jsonl_gz(self, key: str, rows: builtins.list[dict], *, new: bool = False) -> int:
+        """Write gzipped JSON lines; returns the size. ``new=True``: an immutable file, written only if it does not
+        exist yet (returns -1 and leaves it as it was if it does)."""
         body = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in rows)
         data = gzip.compress(body.encode(), compresslevel=3)
+        if new:
+            return len(data) if self.put_new(key, data) else -1
         self.put_bytes(key, data)
         return len(data)
 
@@ -91,6 +110,12 @@ class _Prefixed(Staging):
 
     def delete(self, key):
         self.base.delete(self._k(key))
+
+    def get_tagged(self, key):
+        return self.base.get_tagged(self._k(key))
+
+    def put_if(self, key, data, etag):
+        return self.base.put_if(self._k(key), data, etag)
 
 
 class LocalStaging(Staging):
@@ -146,6 +171,28 @@ class LocalStaging(Staging):
     def delete(self, key):
         self._p(key).unlink(missing_ok=True)
 
+    def _lock(self):
+        """One lock file for the conditional writes of every process on this machine (flock)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        f = open(self.root / ".tmp-conditional.lock", "a+b")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        return f
+
+    def get_tagged(self, key):
+        try:
+            data = self._p(key).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return data, hashlib.md5(data).hexdigest()
+
+    def put_if(self, key, data, etag):
+        with self._lock():
+            _now, tag = self.get_tagged(key)
+            if tag != etag:
+                return None
+            self.put_bytes(key, data)
+            return hashlib.md5(data).hexdigest()
+
 
 class S3Staging(Staging):
     def __init__(self, bucket: str, prefix: str, client):
@@ -182,6 +229,25 @@ class S3Staging(Staging):
 
     def delete(self, key):
         self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
+
+    def get_tagged(self, key):
+        try:
+            r = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
+        except self.client.exceptions.NoSuchKey:
+            return None, None
+        return r["Body"].read(), r["ETag"]
+
+    def put_if(self, key, data, etag):
+        cond = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, **cond)["ETag"]
+        except Exception as exc:  # botocore ClientError: 412 PreconditionFailed, 409 ConditionalRequestConflict
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return None
+            if code == "NoSuchKey" and etag is not None:  # If-Match on an object deleted meanwhile
+                return None
+            raise
 
 
 def open_staging(url: str, s3_client_factory: Callable[[], Any] | None = None) -> Staging:

@@ -73,19 +73,19 @@ def run_bg(fn, *a, **kw):
 @contextlib.contextmanager
 def killed_after_changelog_write(ctx):
     """A SIGKILL stand-in: the capture dies right after writing change-log file 0, before its checkpoint."""
-    real_put = ctx.staging.put_json
+    real_put = ctx.staging.put_if
 
-    def dying_put(key, doc):
-        if key == "capture/checkpoint.json" and doc.get("next_file", 0) >= 1:
+    def dying_put(key, data, etag):
+        if key == "capture/checkpoint.json" and json.loads(data).get("next_file", 0) >= 1:
             raise KeyboardInterrupt("SIGKILL right after the change log file was written")
-        return real_put(key, doc)
+        return real_put(key, data, etag)
 
-    ctx.staging.put_json = dying_put
+    ctx.staging.put_if = dying_put
     try:
         with pytest.raises(KeyboardInterrupt):
             yield
     finally:
-        ctx.staging.put_json = real_put
+        ctx.staging.put_if = real_put
 
 
 def live_run(ctx, writer) -> dict:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+import uuid
+
 from .. import layout, state
+from ..fencing import Owned
 from ..runtime import Context
 
 # Items per second one load/export task sustains against DynamoDB (measured on DynamoDB Local;
@@ -60,3 +63,9 @@ def copy_estimate(ctx: Context, rows: int) -> tuple[float, float]:
     rate = min(r for r in (rl.read_items_per_second or math.inf, rl.write_items_per_second or math.inf,
                            rl.parallel_tasks * ASSUMED_ITEMS_PER_TASK_SECOND))
     return rate, (rows / rate / 3600 if rate else 0)
+
+
+def owned(ctx: Context, key: str, what: str, default: dict) -> Owned:
+    """This try's ownership of a checkpoint record (see :mod:`turnout.fencing`); call ``take()`` on it."""
+    who = {**ctx.whoami(), "try": uuid.uuid4().hex[:8], "run_id": ctx.run_id}
+    return Owned(ctx.staging, key, what, who, default, ctx.clock, ctx.spec.staging.lease_seconds)

@@ -3,7 +3,11 @@
 Per batch of files, changes are coalesced per key to the newest version (so a key is written once per batch
 and never regresses), split into lanes by a stable hash of the key and written in parallel; the checkpoint
 moves only after every lane's writes were acknowledged. A version ledger (rebuilt from the applied part of
-the log on restart) drops changes older than what the target already holds."""
+the log on restart) drops changes older than what the target already holds.
+
+One try owns the apply (:mod:`turnout.fencing`): it renews its lease before each batch it writes to the target
+and moves the checkpoint only while it owns it; a new try first waits out what is left of its predecessor's
+lease, and of any unfinished load unit's (a zombie load stops at its next chunk once the apply has started)."""
 
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from typing import Any
 from .. import changelog, layout, state
 from ..codec import stable_bucket
 from ..errors import RecordError
+from ..fencing import Owned, lease_wait
 from ..ports import Change
 from ..runtime import Context
 from ..status import lag_status, record_lag
-from ._common import dead_letter, stop_requested
+from ._common import dead_letter, owned, stop_requested
 from .indexes import indexes_after_data
 
 
@@ -85,8 +90,8 @@ def next_files(ctx: Context, start: int, limit: int) -> list[int]:
 
 
 class _Applier:
-    def __init__(self, ctx: Context, ck: dict, pool: ThreadPoolExecutor):
-        self.ctx, self.ck, self.pool = ctx, ck, pool
+    def __init__(self, ctx: Context, ck: dict, pool: ThreadPoolExecutor, own: Owned):
+        self.ctx, self.ck, self.pool, self.own = ctx, ck, pool, own
         self.lanes = ctx.spec.apply.lanes
         self.ledger = rebuild_ledger(ctx, ck["next_file"])
         if ck["next_file"]:
@@ -97,6 +102,7 @@ class _Applier:
 
     def heartbeat(self, stopped: bool = False) -> None:
         ck = self.ck
+        self.own.check()  # a fenced try writes no heartbeat
         state.save(self.ctx.staging, layout.APPLY_HEARTBEAT, {
             **self.ctx.whoami(), "at": self.ctx.clock(), "next_file": ck["next_file"], "consumed": ck["consumed"],
             "newest_ts": ck["newest_ts"], "stopped": stopped, "run_id": self.ctx.run_id})
@@ -109,6 +115,7 @@ class _Applier:
 
     def apply(self, b: Batch) -> None:
         ctx, ck = self.ctx, self.ck
+        self.own.hold()  # still the owner, with most of a lease left, before writing to the target
         by_lane: list[list[Change]] = [[] for _ in range(self.lanes)]
         for kt, tc in b.latest.items():
             by_lane[stable_bucket(kt, self.lanes)].append(tc)
@@ -133,7 +140,7 @@ class _Applier:
                 g = ck.setdefault("namespaces", {}).setdefault(group, {"created": tc.created_at})
                 g["created"] = max(g["created"], tc.created_at)
                 g["processed"] = now_wall
-        state.save(ctx.staging, layout.APPLY_CHECKPOINT, ck)  # only after the target acknowledged every lane
+        self.own.save(ck)  # only after the target acknowledged every lane; Fenced if another try took over
 
     def report(self) -> None:
         ctx, ck = self.ctx, self.ck
@@ -154,16 +161,32 @@ def _capture_finished(ctx: Context, next_file: int) -> bool:
     return stop_requested(ctx) and bool(cap.get("stopped")) and cap.get("next_file", 0) <= next_file
 
 
+def fence_loads(ctx: Context) -> float:
+    """Wait out the lease of every unfinished load unit that was renewed lately: a load still writing snapshot
+    images (a zombie) sees the apply's checkpoint at its next chunk and stops; until then it may be mid-chunk."""
+    st, lease, wait = ctx.staging, ctx.spec.staging.lease_seconds, 0.0
+    for key in st.list(layout.LOAD_UNITS):
+        unit = state.load(st, key) or {}
+        if not unit.get("finished_at"):
+            wait = max(wait, lease_wait(unit, lease, ctx.clock()))
+    if wait > 0:
+        ctx.log.info("TURNOUT apply: a load unit renewed its lease lately; waiting %.1f s for it to stop before the "
+                     "first change is applied", wait)
+        time.sleep(wait)
+    return wait
+
+
 def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_batch: int = 50) -> dict:
-    st = ctx.staging
-    ck = state.load(st, layout.APPLY_CHECKPOINT) or {
+    own = owned(ctx, layout.APPLY_CHECKPOINT, "apply", {
         "next_file": 0, "consumed": 0, "puts": 0, "deletes": 0, "stale": 0, "rejected": 0, "newest_ts": None,
-        "started_at": ctx.clock()}
-    state.save(st, layout.APPLY_CHECKPOINT, ck)
+        "started_at": ctx.clock()})
+    ck = own.take()  # from here on the apply has started: loads stop at their next chunk
+    own.wait_out_predecessor(ctx.log)
+    fence_loads(ctx)
     indexes_after_data(ctx)  # the bulk load is done (apply runs after it)
     stopped_by = None
     with ThreadPoolExecutor(ctx.spec.apply.lanes) as pool:
-        a = _Applier(ctx, ck, pool)
+        a = _Applier(ctx, ck, pool, own)
         while True:
             if max_seconds is not None and time.monotonic() - a.started > max_seconds:
                 stopped_by = "max_seconds"
@@ -179,6 +202,7 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
             a.apply(read_batch(ctx, files, a.ledger, ck["newest_ts"]))
             a.maybe_heartbeat()
             a.report()
+    own.save(ck, release=True)
     a.heartbeat(stopped=stopped_by == "stop requested")
     ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"], stale=ck["stale"],
                  status="stopped", why=stopped_by)

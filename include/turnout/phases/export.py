@@ -1,7 +1,8 @@
 """export: each export unit (scan segment, key range, native export file) into chunks in staging.
 
 Checkpointed after every chunk with the read position at the chunk's end, so a killed task resumes
-mid-unit; a finished unit is never read again."""
+mid-unit; a finished unit is never read again. One try owns a unit (:mod:`turnout.fencing`): its chunks are
+named by its epoch and its checkpoint moves only while it owns it, so a zombie's chunks are never listed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .. import layout, state
 from ..errors import TurnoutError
 from ..retry import TokenBucket
 from ..runtime import Context
-from ._common import PROGRESS_SECONDS
+from ._common import PROGRESS_SECONDS, owned
 from .native_export import export_native_file
 
 
@@ -67,15 +68,16 @@ def export_segment(ctx: Context, segment: int) -> dict:
     plan = state.load(st, layout.EXPORT_PLAN)
     if plan is None:
         raise TurnoutError("no export plan in staging: start_cdc has not run")
-    ck_key = layout.segment_checkpoint(segment)
-    ck = state.load(st, ck_key) or {"chunks": [], "resume": None, "items": 0, "done": False}
+    own = owned(ctx, layout.segment_checkpoint(segment), f"export unit {segment}",
+                {"chunks": [], "resume": None, "items": 0, "done": False})
+    ck = own.take()
     ck.setdefault("started_at", ctx.clock())
     if ck["done"]:
         ctx.log.info("TURNOUT export segment=%d already done (%d items, %d chunks): skipped", segment, ck["items"],
                      len(ck["chunks"]))
         return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"]), "skipped": True}
     if plan.get("mode") == "native":
-        return export_native_file(ctx, segment, plan, ck, ck_key)
+        return export_native_file(ctx, segment, plan, own)
     unit = plan["units"][segment]
     total = len(plan["units"])
     rl = ctx.spec.rate_limits
@@ -93,12 +95,12 @@ def export_segment(ctx: Context, segment: int) -> dict:
                      len(ck["chunks"]))
 
     def flush(pos: Any) -> None:
-        name, nbytes = ctx.chunks.write(st, layout.chunk_prefix(segment, len(ck["chunks"])), buf, unit)
+        name, nbytes = ctx.chunks.write(st, layout.chunk_prefix(segment, len(ck["chunks"]), own.epoch), buf, unit)
         ck["chunks"].append({"key": name, "items": len(buf), "bytes": nbytes})
         ck["items"] += len(buf)
         ck["resume"] = ctx.source_codec.to_json(pos) if pos else None
         ck["updated_at"] = ctx.clock()
-        state.save(st, ck_key, ck)  # the checkpoint moves only after the chunk is durable
+        own.save(ck)  # the checkpoint moves only after the chunk is durable; Fenced if another try took over
         buf.clear()
 
     est = (state.load(st, layout.PREFLIGHT) or {}).get("item_count_estimate") or 0
@@ -114,6 +116,6 @@ def export_segment(ctx: Context, segment: int) -> dict:
         flush(None)
     ck["done"], ck["resume"] = True, None
     ck["finished_at"] = ck["updated_at"] = ctx.clock()
-    state.save(st, ck_key, ck)
+    own.save(ck, release=True)
     progress.done(ck["items"], len(ck["chunks"]))
     return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"])}

@@ -1,7 +1,10 @@
 """load: transform and bulk-load the export chunks, grouped into mapped load units.
 
 A chunk is marked done only after the target acknowledged every item of it (rejected items are in the
-dead-letter store by then, and re-driven by the next try)."""
+dead-letter store by then, and re-driven by the next try). One try owns a load unit (:mod:`turnout.fencing`):
+its unit record is renewed before every chunk, and before every chunk it checks that the change apply has not
+started (the apply waits out the lease of an unfinished unit, so a zombie's last chunk lands before the first
+change does)."""
 
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ from typing import Any, Callable
 
 from .. import layout, state
 from ..errors import DeadLetterError, RecordError, TurnoutError
+from ..fencing import Owned
 from ..ports import WriteResult
 from ..retry import TokenBucket
 from ..runtime import Context
-from ._common import PROGRESS_SECONDS, dead_letter
+from ._common import PROGRESS_SECONDS, dead_letter, owned
 from .export import read_chunk
 
 
@@ -42,10 +46,9 @@ class _UnitProgress:
     """The unit's running totals (for the UI and the report), written after each chunk's done marker, and a
     progress line at a steady pace, even while one slow (rate-limited) chunk is being written."""
 
-    def __init__(self, ctx: Context, group: int, chunks: list[str]):
-        self.ctx, self.group, self.chunks = ctx, group, chunks
-        self.key = layout.load_unit(group)
-        prev = state.load(ctx.staging, self.key) or {}
+    def __init__(self, ctx: Context, group: int, chunks: list[str], own: Owned):
+        self.ctx, self.group, self.chunks, self.own = ctx, group, chunks, own
+        prev = own.doc
         self.unit: dict[str, Any] = {"unit": group, "chunks": len(chunks), "chunks_done": 0, "items": 0, "written": 0,
                      "rejected": 0, "started_at": prev.get("started_at") or ctx.clock(), "finished_at": None}
         self.totals = {"chunks": 0, "skipped": 0, "items": 0, "written": 0, "rejected": 0}
@@ -90,7 +93,7 @@ class _UnitProgress:
         if final:
             self.unit["finished_at"] = self.unit["updated_at"]
         if write:
-            state.save(self.ctx.staging, self.key, self.unit)
+            self.own.save(self.unit, release=final)  # Fenced if another try took the unit over
 
 
 def _finished(ctx: Context, chunk: str) -> bool:
@@ -138,6 +141,13 @@ def _load_one(ctx: Context, chunk: str, pool: ThreadPoolExecutor, bucket: TokenB
     return marker
 
 
+def _refuse_after_apply(ctx: Context, group: int, pending: list[str]) -> None:
+    if pending:
+        raise TurnoutError(
+            f"load unit {group} has {len(pending)} unfinished chunks but change apply has already started: loading "
+            "them now could overwrite newer changes; start the migration over with a fresh staging prefix")
+
+
 def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None = None) -> dict:
     """Transform and bulk-load the chunks of one load unit."""
     st = ctx.staging
@@ -146,14 +156,12 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
         raise TurnoutError(f"load unit {group} is not in the load plan")
     chunks = lp["groups"][group]
     if st.exists(layout.APPLY_CHECKPOINT):
-        pending = [c for c in chunks if not _finished(ctx, c)]
-        if pending:
-            raise TurnoutError(
-                f"load unit {group} has {len(pending)} unfinished chunks but change apply has already started: loading "
-                "them now could overwrite newer changes; start the migration over with a fresh staging prefix")
+        _refuse_after_apply(ctx, group, [c for c in chunks if not _finished(ctx, c)])
+    own = owned(ctx, layout.load_unit(group), f"load unit {group}", {})
+    own.take()
     rl = ctx.spec.rate_limits
     bucket = TokenBucket(rl.write_items_per_second / rl.parallel_tasks)
-    with _UnitProgress(ctx, group, chunks) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
+    with _UnitProgress(ctx, group, chunks, own) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
         t = p.totals
         for chunk in chunks:
             if _finished(ctx, chunk):
@@ -162,6 +170,9 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
                 continue
             if on_chunk:
                 on_chunk(chunk)
+            if st.exists(layout.APPLY_CHECKPOINT):  # checked before every chunk, not once: a zombie stops here
+                _refuse_after_apply(ctx, group, [c for c in chunks if not _finished(ctx, c)])
+            own.hold()
             marker = _load_one(ctx, chunk, pool, bucket, p)
             p.record(marker)
             t["chunks"] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import layout, state
 from ..errors import TurnoutError
+from ..fencing import Owned
 from ..runtime import Context
 
 
@@ -34,21 +35,21 @@ def native_export_poll(ctx: Context) -> dict:
     return {"status": "COMPLETED", "files": len(r["files"])}
 
 
-def export_native_file(ctx: Context, unit: int, plan: dict, ck: dict, ck_key: str) -> dict:
+def export_native_file(ctx: Context, unit: int, plan: dict, own: Owned) -> dict:
     """One native export file into chunks (the file is read whole; a re-run writes the same chunks)."""
-    st = ctx.staging
+    st, ck = ctx.staging, own.doc
     f = plan["native_files"][unit]
     rows = list(ctx.native_export.read_file(plan, f))
     chunk_items = ctx.spec.export.chunk_items
     ck["chunks"] = []
     for i in range(0, len(rows), chunk_items) or [0]:
         part = rows[i : i + chunk_items]
-        name, nbytes = ctx.chunks.write(st, layout.chunk_prefix(unit, i // chunk_items), part, {})
+        name, nbytes = ctx.chunks.write(st, layout.chunk_prefix(unit, i // chunk_items, own.epoch), part, {})
         ck["chunks"].append({"key": name, "items": len(part), "bytes": nbytes})
     if f.get("items") is not None and f["items"] != len(rows):
         raise TurnoutError(f"native export file s3://{plan['native_bucket']}/{f['key']}: manifest says {f['items']} "
                            f"items, the file has {len(rows)}")
     ck["items"], ck["done"] = len(rows), True
-    state.save(st, ck_key, ck)
+    own.save(ck, release=True)
     ctx.progress("export", unit=unit, file=f["key"], items=len(rows), status="done")
     return {"segment": unit, "items": len(rows), "chunks": len(ck["chunks"])}

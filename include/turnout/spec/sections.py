@@ -90,6 +90,10 @@ class Cutover(Strict):
 class StagingSpec(Strict):
     url: str = Field(description="s3://bucket/prefix, or an absolute local path (single machine only)")
     conn_id: Optional[str] = Field(default=None, description="aws connection for s3:// staging")
+    lease_seconds: float = Field(default=30.0, gt=0, description=(
+        "the lease of a staging writer (capture, apply, export and load units): a new try of a task waits out "
+        "what is left of its predecessor's lease before writing to the target; a write batch must finish "
+        "within 3/4 of it"))
 
     @field_validator("conn_id")
     @classmethod
