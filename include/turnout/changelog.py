@@ -61,7 +61,29 @@ def read_file(staging: Staging, n: int, codec=DYNAMODB) -> list[Change]:
     return [decode(d, codec) for d in staging.iter_jsonl_gz(file_key(n))]
 
 
+def read_next(staging: Staging, start: int, limit: int, codec=DYNAMODB) -> list[tuple[int, list[Change]]]:
+    """Files ``start``, ``start + 1``, ... as long as they exist (at most ``limit``), each with its changes. One
+    read per file and one for the first missing: the cost does not grow with the length of the log (no listing)."""
+    out: list[tuple[int, list[Change]]] = []
+    for n in range(start, start + limit):
+        data, _tag = staging.get_tagged(file_key(n))
+        if data is None:
+            break
+        out.append((n, [decode(d, codec) for d in staging.parse_jsonl_gz(file_key(n), data)]))
+    return out
+
+
+def last_number(staging: Staging, below: int) -> int:
+    """The last file number below ``below`` that exists, found by probing down (-1 if none)."""
+    n = below - 1
+    while n >= 0 and not staging.exists(file_key(n)):
+        n -= 1
+    return n
+
+
 def file_numbers(staging: Staging, start: int = 0) -> list[int]:
+    """Every file number from ``start``, by listing the prefix (a full listing: for tools and tests, not for
+    anything that runs per poll)."""
     out = []
     for k in staging.list(PREFIX):
         m = _NAME.search(k)

@@ -33,6 +33,10 @@ class SourceCapabilities:
     ordering: str  # the order changes arrive in, as the source guarantees it
     key_listing: bool = False  # lists its keys per group (reconciliation of deletes)
     stamps_changes: bool = True  # every change carries the source's own time (the cutover proves the freeze by it)
+    # "source": a change's version orders it against every other change to its key (binlog position, a counter
+    # kept by the capture). "log": only the change log's order does (DynamoDB: sequence numbers are ordered within
+    # a shard, not across a split's parent and children), so the apply versions each change by its log position.
+    versions: str = "source"
 
 
 @dataclass

@@ -75,7 +75,10 @@ class Staging:
         return len(data)
 
     def iter_jsonl_gz(self, key: str) -> Iterator[dict]:
-        raw = gzip.decompress(self.get_bytes(key))
+        return self.parse_jsonl_gz(key, self.get_bytes(key))
+
+    def parse_jsonl_gz(self, key: str, data: bytes) -> Iterator[dict]:
+        raw = gzip.decompress(data)
         for n, line in enumerate(raw.splitlines(), 1):
             if line.strip():
                 try:
@@ -154,18 +157,23 @@ class LocalStaging(Staging):
 
     def list(self, prefix):
         base = self._p(prefix) if prefix else self.root
-        # a prefix may name a directory or the start of file names in one
-        d = base if base.is_dir() else base.parent
-        if not d.is_dir():
-            return []
+        # a prefix names a directory ("changelog/") or the start of names in one ("export/seg-0"): walk only what
+        # can match, never the whole root (a missing "deadletter/" must not walk a change log of 100k files)
+        if prefix.endswith("/") or not prefix:
+            tops = [base] if base.is_dir() else []
+        else:
+            parent = base.parent
+            tops = [e for e in parent.iterdir() if e.name.startswith(base.name)] if parent.is_dir() else []
         out = []
-        for dirpath, _dirs, files in os.walk(d):
-            for f in files:
-                if f.startswith(".tmp-"):
-                    continue
-                rel = str(Path(dirpath, f).relative_to(self.root))
-                if rel.startswith(prefix):
-                    out.append(rel)
+        for top in tops:
+            walk = os.walk(top) if top.is_dir() else [(str(top.parent), [], [top.name])]
+            for dirpath, _dirs, files in walk:
+                for f in files:
+                    if f.startswith(".tmp-"):
+                        continue
+                    rel = str(Path(dirpath, f).relative_to(self.root))
+                    if rel.startswith(prefix):
+                        out.append(rel)
         return sorted(out)
 
     def delete(self, key):

@@ -95,8 +95,9 @@ def test_a_persisting_difference_fails_validation_naming_the_key(stack, tmp_path
     rounds = ctx.spec.validation.recheck_rounds
     with caplog.at_level(logging.INFO, logger="turnout.test"), \
             pytest.raises(ValidationFailed, match=rf"2 keys differ after {rounds} rechecks \(missing=0, extra=1, "
-                                                  r"different=1\)"):
+                                                  r"different=1; first: ") as failed:
         validate(ctx, recheck_wait=0)
+    assert stale["sk"]["S"] in str(failed.value) and gone["sk"]["S"] in str(failed.value)  # named in the error
     latest = ctx.staging.get_json("reports/validation-latest.json")
     assert latest["ok"] is False and latest["recheck_rounds"] == rounds and latest["differences_first_pass"] == 2
     kinds = {json.loads(d["key"])["sk"][1]: d["kind"] for d in latest["differing_keys"]}

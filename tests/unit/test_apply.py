@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from turnout import changelog, phases
-from turnout.ports import Capabilities, Change, WriteResult
+from turnout.ports import Capabilities, Change, SourceCapabilities, WriteResult
 from turnout.codec import key_text
 from turnout.runtime import Context
 from turnout.spec import parse_spec
@@ -45,10 +45,18 @@ class FakeSink:
         return res
 
 
-def ctx_for(tmp_path, sink):
+class FakeSource:
+    def __init__(self, versions):
+        self.capabilities = SourceCapabilities(reports_deletes=True, export_kinds=("scan",), ordering="test",
+                                               versions=versions)
+
+
+def ctx_for(tmp_path, sink, versions="source"):
+    """versions="source": the changes' own versions order them (binlog-like); "log": the log's order does."""
     ctx = Context(spec=SPEC, staging=LocalStaging(tmp_path), source_config=None, target_config=None,
                   log=logging.getLogger("t"))
     ctx.__dict__["sink"] = sink
+    ctx.__dict__["source"] = FakeSource(versions)
     ctx.__dict__["transform"] = Transform(("pk",))
     return ctx
 
@@ -82,6 +90,34 @@ def test_older_change_never_wins_and_batches_coalesce(tmp_path):
     assert value(sink, "a") == 5 and value(sink, "b") == 2
     assert out["stale"] == 1 and out["coalesced"] == 1 and out["consumed"] == 4 and out["puts"] == 2
     assert ctx.staging.get_json("apply/checkpoint.json")["next_file"] == 2
+
+
+def test_log_versions_a_child_shards_smaller_sequence_number_still_wins(tmp_path):
+    """DynamoDB: sequence numbers are ordered within a shard, not across a split. The parent's record (seq 900)
+    is in the log before the child's (seq 17, a new shard's numbering): the child's is the newer change."""
+    sink = FakeSink()
+    ctx = ctx_for(tmp_path, sink, versions="log")
+    changelog.write_file(ctx.staging, 0, [put("a", 900, 1)], 0)
+    changelog.write_file(ctx.staging, 1, [put("a", 17, 2), put("b", 5, 5), put("b", 3, 6)], 0)
+    finish_capture(ctx, 2)
+    out = phases.run_apply(ctx, max_files_per_batch=1)
+    assert value(sink, "a") == 2 and value(sink, "b") == 6
+    assert out["stale"] == 0 and out["puts"] == 2 + 1
+
+
+def test_ledger_is_bounded_and_rebuilt_from_a_window(tmp_path):
+    from turnout.phases.apply import Ledger, rebuild_ledger
+
+    led = Ledger(max_keys=3)
+    for i in range(5):
+        led.put(f"k{i}", [i])
+    led.put("k2", [9])  # changed again: now the newest
+    assert len(led) == 3 and led.get("k0") is None and led.get("k1") is None and led.get("k2") == [9]
+    ctx = ctx_for(tmp_path, FakeSink())
+    for n in range(10):
+        changelog.write_file(ctx.staging, n, [put(f"f{n}", n + 1, n)], 0)
+    led = rebuild_ledger(ctx, 10, window=4)
+    assert sorted(led.d) == sorted(key_text({"pk": {"S": f"f{n}"}}) for n in range(6, 10))
 
 
 def test_delete_is_not_undone_by_a_late_older_put_after_restart(tmp_path):

@@ -27,19 +27,59 @@ from ._common import dead_letter, owned, stop_requested
 from .indexes import indexes_after_data
 
 
-def rebuild_ledger(ctx: Context, upto_file: int) -> dict[str, list[int]]:
-    """key text -> newest version applied, from the change log's applied part."""
-    ledger: dict[str, list[int]] = {}
+LEDGER_FILES = 200  # a restart rebuilds the ledger from at most this many files before the checkpoint
+LEDGER_KEYS = 200_000  # the ledger keeps at most this many keys (the most recently changed)
+
+
+class Ledger:
+    """key text -> the newest version applied, for the most recently changed keys (bounded).
+
+    The change log holds every key's changes in source order and each file is written once, so a change after
+    the checkpoint is never older than one before it; the ledger is a second line of defence (a late duplicate),
+    not the source of order. It is therefore bounded in keys and rebuilt on restart from a bounded window of the
+    log, not from the whole log: memory and restart time do not grow with the migration's age."""
+
+    def __init__(self, max_keys: int = LEDGER_KEYS):
+        self.max_keys = max_keys
+        self.d: dict[str, list] = {}
+
+    def __len__(self) -> int:
+        return len(self.d)
+
+    def get(self, kt: str):
+        return self.d.get(kt)
+
+    def put(self, kt: str, version: list) -> None:
+        self.d.pop(kt, None)  # re-insert: newest last
+        self.d[kt] = version
+        while len(self.d) > self.max_keys:
+            del self.d[next(iter(self.d))]
+
+
+def versioned(ctx: Context, n: int, changes: list[Change]) -> list[Change]:
+    """Where the source's versions are not comparable across the log (DynamoDB shards), version by log position."""
+    if ctx.source.capabilities.versions == "log":
+        for i, c in enumerate(changes):
+            c.version = [n, i]
+    return changes
+
+
+def rebuild_ledger(ctx: Context, upto_file: int, window: int = LEDGER_FILES) -> Ledger:
+    """The ledger after a restart, from the last ``window`` applied files."""
+    ledger = Ledger()
     tr, tcodec = ctx.transform, ctx.target_codec
-    for _n, c in changelog.iter_changes(ctx.staging, 0, upto_file, ctx.source_codec):
-        try:
-            targets = tr.change(c)
-        except RecordError:
-            continue  # it was dead-lettered when first applied
-        for tc in targets:
-            kt = tcodec.key_text(tc.key)
-            if kt not in ledger or tc.version > ledger[kt]:
-                ledger[kt] = tc.version
+    start = max(0, upto_file - window)
+    for n, changes in changelog.read_next(ctx.staging, start, upto_file - start, ctx.source_codec):
+        for c in versioned(ctx, n, changes):
+            try:
+                targets = tr.change(c)
+            except RecordError:
+                continue  # it was dead-lettered when first applied
+            for tc in targets:
+                kt = tcodec.key_text(tc.key)
+                old = ledger.get(kt)
+                if old is None or tc.version > old:
+                    ledger.put(kt, tc.version)
     return ledger
 
 
@@ -56,11 +96,11 @@ class Batch:
     newest: float | None = None
 
 
-def read_batch(ctx: Context, files: list[int], ledger: dict[str, list[int]], newest: float | None) -> Batch:
-    b = Batch(files, newest=newest)
+def read_batch(ctx: Context, read: list[tuple[int, list[Change]]], ledger: Ledger, newest: float | None) -> Batch:
+    b = Batch([n for n, _ in read], newest=newest)
     tr, tcodec = ctx.transform, ctx.target_codec
-    for n in files:
-        for c in changelog.read_file(ctx.staging, n, ctx.source_codec):
+    for n, changes in read:
+        for c in versioned(ctx, n, changes):
             b.consumed += 1
             b.newest = c.created_at if b.newest is None else max(b.newest, c.created_at)
             try:
@@ -70,7 +110,8 @@ def read_batch(ctx: Context, files: list[int], ledger: dict[str, list[int]], new
                 continue
             for tc in targets:
                 kt = tcodec.key_text(tc.key)
-                if (kt in ledger and ledger[kt] >= tc.version) or (kt in b.latest and b.latest[kt].version >= tc.version):
+                old = ledger.get(kt)
+                if (old is not None and old >= tc.version) or (kt in b.latest and b.latest[kt].version >= tc.version):
                     b.stale += 1
                     continue
                 if kt in b.latest:
@@ -79,14 +120,9 @@ def read_batch(ctx: Context, files: list[int], ledger: dict[str, list[int]], new
     return b
 
 
-def next_files(ctx: Context, start: int, limit: int) -> list[int]:
-    """Consecutive change-log files from ``start`` (at most ``limit``)."""
-    files: list[int] = []
-    for n in changelog.file_numbers(ctx.staging, start):
-        if n != start + len(files) or len(files) >= limit:
-            break
-        files.append(n)
-    return files
+def next_files(ctx: Context, start: int, limit: int) -> list[tuple[int, list[Change]]]:
+    """Consecutive change-log files from ``start`` (at most ``limit``), read."""
+    return changelog.read_next(ctx.staging, start, limit, ctx.source_codec)
 
 
 class _Applier:
@@ -124,7 +160,7 @@ class _Applier:
         dead_letter(ctx, "apply", name, b.bad)
         dead_letter(ctx, "apply", f"{name}-target", [rj for r in results for rj in r.rejected], ctx.target_codec)
         for kt, tc in b.latest.items():
-            self.ledger[kt] = tc.version
+            self.ledger.put(kt, tc.version)
         ck["next_file"] = b.files[-1] + 1
         ck["consumed"] += b.consumed
         ck["stale"] += b.stale

@@ -65,7 +65,9 @@ def late_changes(ctx: Context, freeze_at: float, limit: int = 100) -> dict:
     codec = ctx.source_codec
     keys: dict[str, int] = {}
     count = 0
-    for n in reversed(changelog.file_numbers(ctx.staging)):
+    n = changelog.last_number(ctx.staging, (state.load(ctx.staging, layout.CAPTURE_CHECKPOINT) or {}).get(
+        "next_file", 0) + 1)  # the checkpoint's last file (probing one past it: no listing of a long log)
+    for n in range(n, -1, -1):
         docs = list(ctx.staging.iter_jsonl_gz(changelog.file_key(n)))
         for d in docs:
             if float(d["ts"]) > freeze_at:

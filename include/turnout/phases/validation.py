@@ -3,9 +3,14 @@ the exact keys, with rechecks of keys that in-flight changes may explain.
 
 Pass 1 scans both sides in parallel segments and keeps, per digest bucket (a stable hash of the
 target key), a count and the XOR of 128-bit item hashes: memory is O(buckets), not O(items).
-Pass 2 rescans only the buckets that differ and keeps key -> hash for them. Every differing key is
-then rechecked with consistent point reads on both sides, up to ``recheck_rounds`` times after
-``recheck_wait_seconds``; only a difference that persists counts.
+Pass 2 rescans and digests the differing buckets again, each split into CELLS finer cells: memory is
+O(differing buckets x CELLS). Under live writes nearly every bucket differs, but only the cells holding an
+in-flight key do. Pass 3 keeps key -> hash for the differing cells only, in rounds of at most
+``validation.max_drill_keys`` keys (estimated from the cells' counts): memory stays bounded however wide the
+differences, at the price of a rescan per round. Every differing key is then rechecked with consistent point
+reads on both sides, up to ``recheck_rounds`` times after ``recheck_wait_seconds``; only a difference that
+persists counts. Two source records that map to one target key are a difference that no recheck clears (a
+key mapping that merges records), and so are unequal counts on the final (quiet) validation.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ..runtime import Context
 from .reconcile import needs_reconcile, reconcile_deletes
 
 SCAN_SEGMENTS = 4
+CELLS = 64  # pass 2 splits each differing bucket into this many cells
 
 
 def _scan_side(scan: Callable[[int, int], Iterator[Item]], fn, total: int = SCAN_SEGMENTS):
@@ -74,7 +80,9 @@ class _Digest:
         return out
 
 
-class _Keys:
+class _Cells:
+    """Pass 2: count and XOR per cell of the differing buckets (cell = finer hash of the target key)."""
+
     def __init__(self, buckets: int, wanted: set[int], key_of, codec):
         self.buckets, self.wanted, self.key_of, self.codec = buckets, wanted, key_of, codec
 
@@ -83,18 +91,104 @@ class _Keys:
 
     def add(self, acc, item):
         try:
+            item, key, _src = self.key_of(item)
+        except RecordError:
+            return
+        kt = self.codec.key_text(key)
+        cell = stable_bucket(kt, self.buckets * CELLS)
+        if cell % self.buckets in self.wanted:
+            c = acc.setdefault(cell, [0, 0])
+            c[0] += 1
+            c[1] ^= int.from_bytes(self.codec.hash(item), "big")
+
+    def merge(self, parts):
+        out: dict[int, list[int]] = {}
+        for p in parts:
+            for cell, (n, x) in p.items():
+                c = out.setdefault(cell, [0, 0])
+                c[0] += n
+                c[1] ^= x
+        return out
+
+
+class _Keys:
+    """Pass 3: key -> (key, hash, source key) in the wanted cells, and keys seen twice (two records, one key)."""
+
+    def __init__(self, buckets: int, cells: set[int], key_of, codec):
+        self.buckets, self.cells, self.key_of, self.codec = buckets, cells, key_of, codec
+
+    def new(self):
+        return {"keys": {}, "dups": {}}
+
+    def add(self, acc, item):
+        try:
             item, key, src_key = self.key_of(item)
         except RecordError:
             return
         kt = self.codec.key_text(key)
-        if stable_bucket(kt, self.buckets) in self.wanted:
-            acc[kt] = (key, self.codec.hash(item), src_key)
+        if stable_bucket(kt, self.buckets * CELLS) in self.cells:
+            if kt in acc["keys"]:
+                acc["dups"].setdefault(kt, [acc["keys"][kt][2]]).append(src_key)
+            acc["keys"][kt] = (key, self.codec.hash(item), src_key)
 
     def merge(self, parts):
-        out = {}
+        out = self.new()
         for p in parts:
-            out.update(p)
+            for kt, v in p["keys"].items():
+                if kt in out["keys"]:
+                    out["dups"].setdefault(kt, [out["keys"][kt][2]]).append(v[2])
+                out["keys"][kt] = v
+            for kt, srcs in p["dups"].items():
+                prev = out["dups"].get(kt)
+                out["dups"][kt] = srcs if prev is None else prev + srcs[1:]
         return out
+
+
+def _key_words(codec, key) -> str:
+    """A source key for a report line, whatever its type."""
+    try:
+        return codec.key_text(key) if isinstance(key, dict) else str(key)
+    except Exception:  # a key the target codec cannot render: its repr
+        return repr(key)
+
+
+def _rounds(cells: dict[int, int], budget: int) -> list[set[int]]:
+    """Differing cells grouped so that each group's estimated keys stay within the budget (at least one cell)."""
+    out: list[set[int]] = []
+    cur: set[int] = set()
+    n = 0
+    for cell, est in sorted(cells.items()):
+        if cur and n + est > budget:
+            out.append(cur)
+            cur, n = set(), 0
+        cur.add(cell)
+        n += est
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _drill(ctx: Context, bad: set[int], src_key, tgt_key) -> tuple[dict[str, dict], dict[str, list], dict]:
+    """Passes 2 and 3: the differing keys of the differing buckets (and duplicate keys), in bounded memory."""
+    v, codec = ctx.spec.validation, ctx.target_codec
+    sc = _scan_side(ctx.source.scan, _Cells(v.buckets, bad, src_key, codec))
+    tc = _scan_side(ctx.sink.scan, _Cells(v.buckets, bad, tgt_key, codec))
+    cells = {c: max(sc.get(c, [0])[0], tc.get(c, [0])[0]) for c in set(sc) | set(tc) if sc.get(c) != tc.get(c)}
+    rounds = _rounds(cells, v.max_drill_keys)
+    differing: dict[str, dict] = {}
+    dups: dict[str, list] = {}
+    for wanted in rounds:
+        sk = _scan_side(ctx.source.scan, _Keys(v.buckets, wanted, src_key, codec))
+        tk = _scan_side(ctx.sink.scan, _Keys(v.buckets, wanted, tgt_key, codec))
+        dups.update(sk["dups"])
+        for kt in set(sk["keys"]) | set(tk["keys"]):
+            s, t = sk["keys"].get(kt), tk["keys"].get(kt)
+            if s and t and s[1] == t[1]:
+                continue
+            kind = "missing" if t is None else "extra" if s is None else "different"
+            differing[kt] = {"kind": kind, "key": (s or t)[0], "src_key": (s or t)[2]}
+    return differing, dups, {"differing_cells": len(cells), "drill_rounds": len(rounds),
+                             "drill_keys_max": max((sum(cells[c] for c in r) for r in rounds), default=0)}
 
 
 def _expectations(sample: list[dict], required: list[str], source_count: int, target_count: int) -> dict:
@@ -184,15 +278,10 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
     ctx.progress("validate", source_count=source_count, target_count=target_count, buckets=v.buckets,
                  differing_buckets=len(bad))
     differing: dict[str, dict] = {}
+    dups: dict[str, list] = {}
+    drill: dict = {}
     if bad:
-        sk = _scan_side(src.scan, _Keys(v.buckets, bad, src_key, codec))
-        tk = _scan_side(sink.scan, _Keys(v.buckets, bad, tgt_key, codec))
-        for kt in set(sk) | set(tk):
-            s, t = sk.get(kt), tk.get(kt)
-            if s and t and s[1] == t[1]:
-                continue
-            kind = "missing" if t is None else "extra" if s is None else "different"
-            differing[kt] = {"kind": kind, "key": (s or t)[0], "src_key": (s or t)[2]}
+        differing, dups, drill = _drill(ctx, bad, src_key, tgt_key)
     # rechecks: point reads on both sides after the lag has had time to pass
     first_found = len(differing)
     rounds = 0
@@ -205,9 +294,16 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         differing = still
     ge = _expectations(td["sample"], required, source_count, target_count)
     kinds = {k: sum(1 for d in differing.values() if d["kind"] == k) for k in ("missing", "extra", "different")}
+    counts_equal = source_count == target_count
     result = {
         "final": final,
-        "ok": not differing and not sd["errors"] and not td["errors"],
+        # a quiet target must hold exactly as many items as the source; under live writes the rechecks decide
+        "ok": not differing and not dups and not sd["errors"] and not td["errors"] and (counts_equal or not final),
+        "counts_equal": counts_equal,
+        "duplicates": len(dups),
+        "duplicate_keys": [{"key": kt, "source_keys": [_key_words(codec, k) for k in srcs]}
+                           for kt, srcs in list(dups.items())[: v.max_reported_keys]],
+        **drill,
         "source_count": source_count,
         "target_count": target_count,
         "buckets": v.buckets,
@@ -240,13 +336,27 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         result["report"])
     for d in result["differing_keys"][:20]:
         ctx.log.error("TURNOUT validation difference kind=%s key=%s", d["kind"], d["key"])
+    for d in result["duplicate_keys"][:20]:
+        ctx.log.error("TURNOUT validation: source records %s all map to target key %s", d["source_keys"], d["key"])
     if not result["ok"]:
-        raise ValidationFailed(
-            f"{len(differing)} keys differ after {rounds} rechecks (missing={kinds['missing']}, "
-            f"extra={kinds['extra']}, different={kinds['different']}); report {result['report']}")
+        named = [d["key"] for d in result["differing_keys"][:5]]
+        why = []
+        if differing:
+            why.append(f"{len(differing)} keys differ after {rounds} rechecks (missing={kinds['missing']}, "
+                       f"extra={kinds['extra']}, different={kinds['different']}; first: {', '.join(named)})")
+        if dups:
+            d0 = result["duplicate_keys"][0]
+            why.append(f"{len(dups)} target keys have more than one source record (the key mapping merges records; "
+                       f"e.g. {d0['key']} <- {', '.join(d0['source_keys'])})")
+        if final and not counts_equal:
+            why.append(f"counts differ on the quiet target: source {source_count}, target {target_count}")
+        if sd["errors"] or td["errors"]:
+            why.append(f"{len(sd['errors']) + len(td['errors'])} malformed records")
+        raise ValidationFailed("; ".join(why) + f"; report {result['report']}")
     if not ge["success"] and final:
         raise ValidationFailed(f"Great Expectations failed on the target: {ge['expectations']}")
-    return {k: result[k] for k in ("ok", "source_count", "target_count", "differences", "differences_first_pass",
+    return {k: result[k] for k in ("ok", "source_count", "target_count", "differences", "duplicates",
+                                    "differences_first_pass",
                                     "recheck_rounds", "report") + (("per_table",) if group_of else ())
                                    + (("reconciled_deletes",) if reconciled is not None else ())} | {
         "expectations_ok": ge["success"]} | ({"audit_report": audit} if audit else {})

@@ -74,6 +74,8 @@ class Validation(Strict):
     recheck_wait_seconds: float = Field(default=5, ge=0)
     expectation_sample: int = Field(default=100_000, gt=0, description="target items checked by Great Expectations")
     max_reported_keys: int = Field(default=1000, gt=0)
+    max_drill_keys: int = Field(default=200_000, gt=0, description=(
+        "the most keys the drill-down holds in memory at once; beyond it, it rescans in rounds"))
 
 
 class Cutover(Strict):

@@ -15,7 +15,8 @@ from .streams import DynamoDBChangeReader, StreamReader
 
 class DynamoDBSource(DynamoDBTable):
     capabilities = SourceCapabilities(reports_deletes=True, export_kinds=("scan", "native"),
-                                      ordering="per shard, by sequence number, parents before children")
+                                      ordering="per shard, by sequence number, parents before children",
+                                      versions="log")
 
     def __init__(self, config: DynamoDBConfig, table: str, *, segments: int | str = "auto",
                  target_segment_bytes: int = 1 << 30, max_segments: int = 64, enable_stream: bool = False):
