@@ -8,7 +8,9 @@ index]``, increasing in commit order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import re
+
+from typing import TYPE_CHECKING, Any, Optional
 
 from ...codec import Item
 from ...errors import TurnoutError
@@ -32,6 +34,23 @@ def _file_number(name: str) -> int:
 
 class SchemaChanged(TurnoutError):
     """A migrated table's columns changed after preflight: the capture stops instead of dropping columns."""
+
+
+_TRUNCATE = re.compile(r"^\s*(?:/\*.*?\*/\s*)*TRUNCATE\s+(?:TABLE\s+)?((?:`[^`]+`|[\w$]+)(?:\s*\.\s*(?:`[^`]+`|[\w$]+))?)",
+                       re.IGNORECASE | re.DOTALL)
+
+
+def truncated_table(query: str, default_schema: str) -> Optional[tuple[str, str]]:
+    """(schema, table) of a TRUNCATE statement, or None."""
+    m = _TRUNCATE.match(query or "")
+    if not m:
+        return None
+    parts = [p.strip().strip("`") for p in m.group(1).split(".")]
+    return (parts[0], parts[1]) if len(parts) == 2 else (default_schema, parts[0])
+
+
+class Truncated(TurnoutError):
+    """A migrated table was truncated: the binlog carries a statement, not the rows it removed."""
 
 
 class BinlogChangeReader:
@@ -101,6 +120,9 @@ class BinlogChangeReader:
                         at_tip = False
                         break
                     continue
+                if isinstance(ev, QueryEvent) and self._truncate_ahead(ev, stream, bool(out)):
+                    at_tip = False  # hand over what was committed before it; the next poll raises
+                    break
                 commit = isinstance(ev, XidEvent) or (
                     isinstance(ev, QueryEvent) and ev.query.strip().upper() not in ("BEGIN", "XA START"))
                 if not commit:
@@ -129,6 +151,28 @@ class BinlogChangeReader:
             else:
                 stream.close()
         return Poll(changes=out, rejected=rejected, at_tip=at_tip)
+
+    def _truncate_ahead(self, ev, stream, holding: bool) -> bool:
+        """A TRUNCATE of a migrated table raises :class:`Truncated`, or, while this poll holds committed changes,
+        says to stop before it (they are handed over first)."""
+        try:
+            self._refuse_truncate(ev, stream)
+        except Truncated:
+            if not holding:
+                raise
+            return True
+        return False
+
+    def _refuse_truncate(self, ev, stream) -> None:
+        default = ev.schema.decode() if isinstance(ev.schema, bytes) else str(ev.schema or "")
+        query = ev.query.decode() if isinstance(ev.query, bytes) else str(ev.query)
+        hit = truncated_table(query, default)
+        if hit and hit[0] == self.source.database and hit[1] in self.schemas:
+            raise Truncated(
+                f"TRUNCATE of migrated table {hit[0]}.{hit[1]} at binlog {stream.log_file}:{stream.log_pos}: the binlog "
+                "holds the statement, not the rows it removed, so the capture stops here (nothing past this point was "
+                "captured) instead of leaving those rows on the target. Re-export the table: start the migration over "
+                "with a fresh staging prefix and an emptied target.")
 
     def close(self) -> None:
         if self._live is not None:

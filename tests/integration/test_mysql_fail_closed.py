@@ -1,0 +1,94 @@
+"""The MySQL/MariaDB source refuses what it cannot carry exactly, on the project's real MariaDB (row binlog):
+
+- ``log_bin_compress=ON`` (compressed row events the reader does not decode): preflight NO-GO naming the setting.
+- A foreign key with ON DELETE CASCADE / ON UPDATE CASCADE onto a migrated table (InnoDB changes the child rows
+  itself, without row events in the binlog): preflight NO-GO naming the constraint, the table and the fix.
+  The test first shows the premise on this server: a cascaded delete leaves no row event for the child.
+- TRUNCATE of a migrated table mid-migration: the capture stops naming the table and the binlog position, with
+  what was captured before it in the change log and nothing after it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import workload_mysql as wm
+from test_engine_mysql import ctx_for, shop_spec, sql, uniq
+from turnout import changelog, phases
+from turnout.errors import PreflightError
+
+pytestmark = pytest.mark.server
+
+
+def test_log_bin_compress_is_a_preflight_no_go_naming_the_setting(stack, tmp_path):
+    db = uniq("lbc")
+    wm.create_database(stack["mariadb"], db)
+    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
+    sql(stack, ["SET GLOBAL log_bin_compress = ON"])
+    try:
+        with pytest.raises(PreflightError) as exc:
+            phases.preflight(ctx)
+    finally:
+        sql(stack, ["SET GLOBAL log_bin_compress = OFF"])
+    msg = str(exc.value)
+    assert "log_bin_compress is ON" in msg and "SET GLOBAL log_bin_compress = OFF" in msg, msg
+    assert phases.preflight(ctx_for(stack, ctx.spec))["status"] == "GO"  # and fixed, it passes
+
+
+def _binlog_rows_for(stack, db, table, since_file, since_pos) -> int:
+    """Row events of ``db.table`` in the binlog since a position, read with mysql-replication (not Turnout)."""
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+    ep = stack["mariadb"]
+    r = BinLogStreamReader(connection_settings={"host": ep["host"], "port": ep["port"], "user": ep["user"],
+                                                "passwd": ep["password"]},
+                           server_id=4391, resume_stream=True, log_file=since_file, log_pos=since_pos, blocking=False,
+                           only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent], only_schemas=[db])
+    n = sum(len(ev.rows) for ev in r if ev.table == table)
+    r.close()
+    return n
+
+
+def test_foreign_key_cascade_onto_a_migrated_table_is_a_no_go_naming_it(stack, tmp_path):
+    db = uniq("fk")
+    wm.create_database(stack["mariadb"], db)
+    sql(stack, ["ALTER TABLE order_lines ADD CONSTRAINT lines_of_order FOREIGN KEY (order_id) "
+                "REFERENCES orders (order_id) ON DELETE CASCADE",
+                "ALTER TABLE orders ADD CONSTRAINT orders_of_customer FOREIGN KEY (customer_id) "
+                "REFERENCES customers (customer_id) ON DELETE RESTRICT ON UPDATE CASCADE"], db)
+    wm.seed(stack["mariadb"], db, 3, orders_per_customer=1, lines_per_order=2)
+    # the premise, on this server: the cascaded delete of order_lines is not in the binlog as row events
+    f, pos = sql(stack, ["SHOW MASTER STATUS"])[0][0][:2]
+    [oid] = sql(stack, ["SELECT MIN(order_id) FROM orders"], db)[0][0]
+    sql(stack, [f"DELETE FROM orders WHERE order_id = {oid}"], db)
+    assert sql(stack, [f"SELECT COUNT(*) FROM order_lines WHERE order_id = {oid}"], db)[0][0][0] == 0
+    assert _binlog_rows_for(stack, db, "orders", f, int(pos)) == 1
+    assert _binlog_rows_for(stack, db, "order_lines", f, int(pos)) == 0
+
+    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
+    with pytest.raises(PreflightError) as exc:
+        phases.preflight(ctx)
+    msg = str(exc.value)
+    assert f"foreign key lines_of_order on {db}.order_lines (-> orders) has ON DELETE CASCADE" in msg, msg
+    assert f"foreign key orders_of_customer on {db}.orders (-> customers) has ON UPDATE CASCADE" in msg, msg
+    assert "RESTRICT/NO ACTION" in msg and "leave order_lines out of mapping.tables" in msg
+
+
+def test_truncate_of_a_migrated_table_stops_the_capture_naming_it(stack, tmp_path):
+    db = uniq("trunc")
+    wm.create_database(stack["mariadb"], db)
+    wm.seed(stack["mariadb"], db, 5, orders_per_customer=1, lines_per_order=1)
+    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    sql(stack, ["UPDATE orders SET status = 'BEFORE' WHERE order_id = 1", "TRUNCATE TABLE order_lines",
+                "UPDATE orders SET status = 'AFTER' WHERE order_id = 2"], db)
+    from turnout.adapters.mysql.binlog import Truncated
+
+    with pytest.raises(Truncated, match=rf"TRUNCATE of migrated table {db}\.order_lines at binlog .*Re-export"):
+        phases.run_capture(ctx, max_seconds=180)  # raises as soon as it meets it
+    statuses = [c.image["status"]["S"] for _, c in changelog.iter_changes(ctx.staging)]
+    assert statuses == ["BEFORE"]  # before the TRUNCATE: captured; after it: not taken (the capture stopped)
+    with pytest.raises(Truncated):  # and a retry stops at the same place: it is not passed over
+        phases.run_capture(ctx_for(stack, ctx.spec), max_seconds=180)
