@@ -104,8 +104,9 @@ def order(**cols):
 
 
 def with_sort(template, **extra):
-    """The orders mapping with another sort-key template."""
-    return {"orders": {**order_mapping(), "sort_key": template, **extra}}
+    """The orders mapping with another sort-key template (the partition key then carries the primary key: every
+    primary key column must be in a key template)."""
+    return {"orders": {**order_mapping(), "partition_key": "O#{order_id}", "sort_key": template, **extra}}
 
 
 # ------------------------------------------------------------------------------ key templates
@@ -200,7 +201,7 @@ def test_zero_date_in_key_is_refused():
 
 
 def test_empty_rendered_key_is_refused():
-    tr = build({"orders": {"partition_key": "{code}", "sort_key": "S"}})
+    tr = build({"orders": {"partition_key": "{code}", "sort_key": "S#{order_id}"}})
     with pytest.raises(RecordError, match=r"table 'orders' key order_id=42: column 'PK': the key template renders "
                                           "an empty string"):
         tr.item(order(code=""))

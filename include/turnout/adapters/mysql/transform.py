@@ -52,6 +52,13 @@ class RelationalTransform(TransformDefaults):
                     for f, _ in template_fields(tpl)}
             for col in sorted((used | set(tm.rename) | set(tm.drop) | set(tm.casts)) - cols):
                 raise RecordError(f"{where}: column {col!r} is not in table {name!r} (columns: {sorted(cols)})")
+            in_key = {f for tpl in (tm.partition_key, tm.sort_key) if tpl for f, _ in template_fields(tpl)}
+            unkeyed = [c for c in schema.primary_key if c not in in_key]
+            if unkeyed:
+                raise RecordError(
+                    f"{where}: the key templates do not use primary key column(s) {unkeyed} of table {name!r}: two "
+                    f"rows that differ only there would become one item (the last write wins); add "
+                    f"{' '.join('{' + c + '}' for c in unkeyed)} to partition_key or sort_key")
             dropped_pk = set(tm.drop) & set(schema.primary_key)
             if dropped_pk:
                 raise RecordError(f"{where}.drop: primary key columns {sorted(dropped_pk)} cannot be dropped (they "

@@ -318,6 +318,10 @@ class _Template:
         parts.append(("lit", body[pos:]))
         regex += re.escape(body[pos:])
         self.parts = parts
+        # a value holding a separator that follows a column ({a}#{b}, a = "x#y") could render what another row
+        # renders: those characters (and the escape character) are escaped in column values, reversibly
+        after = "".join(x for i, (k, x) in enumerate(parts) if k == "lit" and any(kk == "col" for kk, _ in parts[:i]))
+        self.escape = sorted(set(after) | {"\\"}) if after else []
         self.regex = re.compile("^" + regex + "$", re.S)
 
     def render(self, table: "TableSchema", item: Item, on_error) -> Optional[str]:
@@ -332,7 +336,10 @@ class _Template:
                 return on_error(name, "no such column")
             av = item.get(name, {"NULL": True})
             try:
-                out.append(_key_text(col, av, width))
+                text = _key_text(col, av, width)
             except ValueError as exc:
                 return on_error(name, str(exc))
+            if self.escape and any(c in text for c in self.escape):
+                text = "".join("\\" + c if c in self.escape else c for c in text)
+            out.append(text)
         return "".join(out)
