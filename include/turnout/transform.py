@@ -52,7 +52,17 @@ class Transform(TransformDefaults):
         if not self.rename and not self.drop:
             return item
         r = dict(self.rename)
-        return {r.get(k, k): v for k, v in item.items() if k not in self.drop}
+        out: Item = {}
+        came: dict[str, str] = {}
+        for k, v in item.items():
+            if k in self.drop:
+                continue
+            name = r.get(k, k)
+            if name in out:  # a rename onto an attribute the item has: refuse, never overwrite
+                raise RecordError(f"attributes {came[name]!r} and {k!r} both become {name!r} (mapping.rename); rename "
+                                  "or drop one of them", key={a: item[a] for a in self.source_key if a in item})
+            out[name], came[name] = v, k
+        return out
 
     def key(self, source_key: Item) -> Item:
         """The target key of a source key."""

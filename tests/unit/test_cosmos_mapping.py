@@ -91,15 +91,43 @@ def test_reserved_attribute_names():
         mapping(reserved_attribute_policy="error").item({"pk": {"S": "a"}, "sk": {"N": "1"}, "id": {"S": "x"}})
 
 
+def test_a_prefixed_reserved_name_that_lands_on_an_existing_attribute_is_a_record_error():
+    """"id" becomes "ddb_id"; an item that also has "ddb_id" would lose one of the two silently."""
+    with pytest.raises(RecordError, match=r"attributes 'id' and 'ddb_id' both become 'ddb_id'.*reserved_prefix") as e:
+        mapping().item({"pk": {"S": "a"}, "sk": {"N": "1"}, "id": {"S": "x"}, "ddb_id": {"S": "y"}})
+    assert e.value.key == {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    doc = mapping(reserved_prefix="src_").item({"pk": {"S": "a"}, "sk": {"N": "1"}, "id": {"S": "x"},
+                                                "ddb_id": {"S": "y"}})
+    assert doc["src_id"] == "x" and doc["ddb_id"] == "y"
+
+
+def test_a_rename_onto_an_attribute_the_item_has_is_a_record_error():
+    from turnout.transform import Transform
+
+    tr = Transform(("pk",), (("colour", "color"),), frozenset())
+    assert tr.item({"pk": {"S": "a"}, "colour": {"S": "red"}}) == {"pk": {"S": "a"}, "color": {"S": "red"}}
+    with pytest.raises(RecordError, match=r"attributes 'colour' and 'color' both become 'color'|"
+                                          r"attributes 'color' and 'colour' both become 'color'"):
+        tr.item({"pk": {"S": "a"}, "colour": {"S": "red"}, "color": {"S": "blue"}})
+
+
 def test_hierarchical_partition_key_and_changes():
-    m = mapping(partition_key=["/tenant", "/pk"])
+    m = mapping(partition_key=["/pk", "/sk"])
     item = {"pk": {"S": "a"}, "sk": {"N": "1"}, "tenant": {"S": "acme"}}
     doc = m.item(item)
-    assert m.target_key_of(doc) == {"id": "a|1", "pk": ["acme", "a"]}
+    assert m.target_key_of(doc) == {"id": "a|1", "pk": ["a", 1]}
     [put] = m.change(Change(key={"pk": {"S": "a"}, "sk": {"N": "1"}}, op="put", image=item, version=[3], created_at=1))
-    assert put.key == {"id": "a|1", "pk": ["acme", "a"]} and put.image == doc and put.version == [3]
-    with pytest.raises(RecordError, match="lacks its partition key /tenant"):
-        m.item({"pk": {"S": "a"}, "sk": {"N": "1"}})
+    assert put.key == {"id": "a|1", "pk": ["a", 1]} and put.image == doc and put.version == [3]
+    [gone] = m.change(Change(key={"pk": {"S": "a"}, "sk": {"N": "1"}}, op="delete", image=None, version=[4],
+                             created_at=2))
+    assert gone.key == {"id": "a|1", "pk": ["a", 1]}  # a delete names its partition from the key alone
+
+
+def test_a_partition_key_on_a_non_key_attribute_is_refused():
+    """An update that changes /tenant would leave the old document in its old logical partition, and a delete (key
+    only) could not name the partition: refused when the mapping is built (preflight), naming the path."""
+    with pytest.raises(RecordError, match=r"target.partition_key \['/tenant'\] is not a key attribute"):
+        mapping(partition_key=["/tenant", "/pk"])
 
 
 def test_spec_errors_for_cosmos_target():

@@ -107,7 +107,8 @@ class CosmosTarget(Strict):
     database: str
     container: str
     partition_key: Optional[list[str]] = Field(
-        default=None, description="partition key path(s); several = hierarchical; default: the DynamoDB partition key")
+        default=None, description="partition key path(s), of the source key attributes only; several = hierarchical; "
+                              "default: the DynamoDB partition key")
     id_template: Optional[str] = Field(default=None, description="e.g. '{pk}|{sk}'; default: key attributes joined by |")
     id_policy: Literal["escape", "reject"] = "escape"
     number_policy: Literal["string", "error"] = Field(

@@ -65,6 +65,14 @@ class CosmosMapping(TransformDefaults):
         if pk0 in SYSTEM_PROPERTIES and target.reserved_attribute_policy == "prefix":
             pk0 = target.reserved_prefix + pk0
         paths = tuple(target.partition_key or ["/" + pk0])
+        keyed = {"/" + (target.reserved_prefix + a if a in SYSTEM_PROPERTIES and
+                        target.reserved_attribute_policy == "prefix" else a) for a in source_key}
+        loose = [p for p in paths if p not in keyed]
+        if loose:
+            raise RecordError(
+                f"target.partition_key {loose} is not a key attribute of the source ({sorted(keyed)}): an update that "
+                "changes it would leave the old document behind in its old logical partition, and a delete could not "
+                "name its partition; partition by key attributes only")
         return cls(tuple(source_key), tuple(key_types), template, paths, target.id_policy, target.number_policy,
                    target.reserved_attribute_policy, target.reserved_prefix)
 
@@ -158,8 +166,14 @@ class CosmosMapping(TransformDefaults):
 
     def item(self, item: Item) -> dict:
         doc: dict[str, Any] = {"id": self.make_id(item)}
+        came = {"id": "(the document id Turnout makes)"}
         for k, v in item.items():
-            doc[self.attr_name(k)] = self.value(v, k)
+            name = self.attr_name(k)
+            if name in doc:  # e.g. "id" prefixed to "ddb_id" on an item that has a "ddb_id": refuse, never overwrite
+                raise RecordError(f"attributes {came[name]!r} and {k!r} both become {name!r} in the Cosmos DB "
+                                  "document (target.reserved_prefix); choose another target.reserved_prefix",
+                                  key={a: item.get(a) for a in self.source_key})
+            doc[name], came[name] = self.value(v, k), k
         for p in self.partition_key_paths:
             if self._at(doc, p) is _MISSING:
                 raise RecordError(f"document lacks its partition key {p}", key={a: item.get(a) for a in self.source_key})
