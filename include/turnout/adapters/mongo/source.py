@@ -29,6 +29,45 @@ from .client import (
 from .codec import BSON, Record, split_ns
 
 
+def _lowest_date() -> Any:
+    import datetime as dt
+
+    return dt.datetime(1, 1, 1)
+
+
+def _lowest_binary() -> Any:
+    from bson import Binary
+
+    return Binary(b"")
+
+
+def _lowest_oid() -> Any:
+    from bson import ObjectId
+
+    return ObjectId("0" * 24)
+
+
+# the _id types a keyset export walks, in MongoDB's comparison order, each with a value below all of its bracket
+_BRACKETS: list[tuple[str, Any]] = [
+    ("null", None), ("number", lambda: float("-inf")), ("string", lambda: ""), ("object", lambda: {}),
+    ("binData", _lowest_binary), ("objectId", _lowest_oid), ("bool", lambda: False), ("date", _lowest_date)]
+
+
+def _bracket_of(v: Any, ns: str) -> int:
+    """The index in _BRACKETS of an _id's type; an _id of another type is refused (it would not be exported)."""
+    import datetime as dt
+
+    from bson import Binary, Decimal128, Int64, ObjectId
+
+    kinds: list[tuple[Any, str]] = [(type(None), "null"), (bool, "bool"), ((int, float, Int64, Decimal128), "number"), (str, "string"),
+             (dict, "object"), ((bytes, Binary), "binData"), (ObjectId, "objectId"), (dt.datetime, "date")]
+    for types, name in kinds:
+        if isinstance(v, types):
+            return [b for b, _ in _BRACKETS].index(name)
+    raise TurnoutError(f"{ns}: an _id of type {type(v).__name__} ({v!r}) is not one the keyset export walks; use "
+                       "source.dump_tool: mongodump for this collection")
+
+
 class MongoSource(_Mongo):
     def __init__(self, config: MongoConfig, include: list[str], exclude: list[str], *, flavor: str = "cosmos",
                  refetch: bool = False, docs_per_unit: int = 500_000, dump_tool: str = "builtin"):
@@ -224,6 +263,9 @@ class MongoSource(_Mongo):
             return
         coll = self.coll(ns)
         after = resume["_id"] if resume is not None else None
+        if unit.get("lo") is None and unit.get("hi") is None:
+            yield from self._bracket_pages(coll, ns, after, page_items)
+            return
         while True:
             flt = self.unit_filter(unit, after)
             docs = with_retry(lambda: list(coll.find(flt).sort("_id", 1).limit(page_items)), what=f"read {ns}")
@@ -233,6 +275,34 @@ class MongoSource(_Mongo):
                 return
             after = docs[-1]["_id"]
             yield page, {"ns": ns, "_id": after}
+
+    def _bracket_pages(self, coll, ns: str, after: Any, page_items: int) -> Iterator[tuple[list[Record], Any]]:
+        """A whole collection in keyset pages, one BSON type bracket after another (MongoDB compares ``$gt`` only
+        within a bracket, so one ``{_id: {$gt: last}}`` walk over mixed types stops at the first type's end)."""
+        start = _bracket_of(after, ns) if after is not None else 0
+        for i in range(start, len(_BRACKETS)):
+            name, lowest = _BRACKETS[i]
+            if name in ("null", "bool"):  # at most one or two documents: one query, kept to the bracket's own type
+                resumed = after is not None and _bracket_of(after, ns) == i
+                flt: dict = {"_id": None} if name == "null" else {"_id": {"$in": [False, True]}}
+                docs = [d for d in with_retry(lambda: list(coll.find(flt).sort("_id", 1)), what=f"read {ns}")
+                        if _bracket_of(d["_id"], ns) == i and not (resumed and (name == "null" or d["_id"] <= after))]
+                if docs:
+                    after = docs[-1]["_id"]
+                    yield [{"ns": ns, "doc": d} for d in docs], {"ns": ns, "_id": after}
+                continue
+            while True:
+                if after is not None and _bracket_of(after, ns) == i:
+                    flt = {"_id": {"$gt": after}}
+                else:
+                    flt = {"_id": {"$gte": lowest()}}
+                docs = with_retry(lambda: list(coll.find(flt).sort("_id", 1).limit(page_items)), what=f"read {ns}")
+                if docs:
+                    after = docs[-1]["_id"]
+                    yield [{"ns": ns, "doc": d} for d in docs], {"ns": ns, "_id": after}
+                if len(docs) < page_items:
+                    break
+        yield [], None
 
     # ------------------------------------------------------------------ validation reads
 
