@@ -37,6 +37,11 @@ def _created_at(ev: dict) -> float:
     return time.time()
 
 
+class CaptureStalled(TurnoutError):
+    """A read the capture needs still fails after its retries: the capture stops (its position unmoved) instead of
+    dead-lettering the change and moving on; the task's retry resumes from the checkpoint."""
+
+
 class MongoChangeReader:
     """One change stream per collection, resumed from its token; versions count changes in reading order."""
 
@@ -45,6 +50,10 @@ class MongoChangeReader:
         st = state or {}
         self.tokens: dict[str, Any] = dict(st.get("tokens") or position["tokens"])
         self.seq = int(st.get("seq", 0))
+        missing = sorted(ns for ns, t in self.tokens.items() if t is None)
+        if missing:  # a stream opened without a token starts "from now" at every poll: changes in between are lost
+            raise TurnoutError(f"no change stream resume token recorded for {missing}: the capture cannot tell where "
+                               "to start; start the migration over (start_cdc records one per collection)")
 
     def close(self) -> None:
         """Streams are opened per poll and closed by it; nothing to release."""
@@ -80,7 +89,9 @@ class MongoChangeReader:
                     tok_j = _j(tok)
                     try:
                         c = self._change(ns, ev)
-                    except Exception as exc:  # dead-lettered with its reason, never dropped
+                    except CaptureStalled:
+                        raise  # nothing moved: the checkpoint still points before this event
+                    except Exception as exc:  # a malformed event: dead-lettered with its reason, never dropped
                         rejected.append((str(ev)[:2000], f"change stream {ns}: {exc}"))
                         c = None
                     if c is not None:
@@ -107,7 +118,13 @@ class MongoChangeReader:
             return None  # drop/rename/invalidate of a collection: handled by preflight/validation, not per document
         doc = ev.get("fullDocument")
         if self.source.refetch or doc is None:
-            doc = self.source.coll(ns).find_one({"_id": key["_id"]})
+            from .client import with_retry
+
+            try:
+                doc = with_retry(self.source.coll(ns).find_one, {"_id": key["_id"]}, what=f"re-read of {key} in {ns}")
+            except Exception as exc:
+                raise CaptureStalled(f"capture stopped: {exc}; the change stream position was not moved past it") \
+                    from exc
         if doc is None:  # deleted since: the document's latest state is "absent"
             return Change(key=key, op="delete", image=None, version=[], created_at=created)
         return Change(key=key, op="put", image={"ns": ns, "doc": doc}, version=[], created_at=created)

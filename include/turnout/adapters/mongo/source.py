@@ -159,6 +159,9 @@ class MongoSource(_Mongo):
             with self._watch(ns) as s:
                 s.try_next()
                 tokens[ns] = s.resume_token
+            if tokens[ns] is None:
+                raise TurnoutError(f"{ns}: the server gave no change stream resume token; Turnout cannot record where "
+                                   "the capture starts (is the change stream feature enabled for this account?)")
         return {"kind": "mongo_change_streams", "tokens": {ns: BSON.to_json({"ns": ns, "_id": t})["_id"]
                                                            for ns, t in tokens.items()},
                 "namespaces": self.namespaces(), "recorded_at": time.time()}
