@@ -115,9 +115,9 @@ class MySQLSource:
             out.append(f"user {self.config.user!r} lacks the REPLICATION SLAVE grant (binlog capture): "
                        f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{self.config.user}'@'<host>'")
         try:
-            self.query("SHOW MASTER STATUS")
+            self.binlog_status()
         except Exception as exc:
-            out.append(f"user {self.config.user!r} cannot read the binlog position (SHOW MASTER STATUS: {exc}): "
+            out.append(f"user {self.config.user!r} cannot read the binlog position ({exc}): "
                        f"GRANT REPLICATION CLIENT ON *.* TO '{self.config.user}'@'<host>' (MariaDB: BINLOG MONITOR)")
         out += self.encoding_problems()
         out += self.cascade_problems()
@@ -129,6 +129,16 @@ class MySQLSource:
                 out.append(f"table {self.database}.{t} has no primary key: Turnout exports and applies changes by "
                            "primary key; add one")
         return out
+
+    def binlog_status(self) -> list:
+        """SHOW MASTER STATUS, or SHOW BINARY LOG STATUS where the server has only that (MySQL 8.4+)."""
+        errors = []
+        for stmt in ("SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"):
+            try:
+                return list(self.query(stmt))
+            except Exception as exc:
+                errors.append(f"{stmt}: {exc}")
+        raise TurnoutError("; ".join(errors))
 
     def _global(self, name: str) -> Optional[str]:
         """A global variable's value as upper-case text, or None where this server has no such variable."""
@@ -190,7 +200,7 @@ class MySQLSource:
     # ------------------------------------------------------------------ position
 
     def record_position(self, allow_enable: bool | None = None) -> dict:
-        row = self.query("SHOW MASTER STATUS")
+        row = self.binlog_status()
         if not row:
             raise PreflightError("SHOW MASTER STATUS returned nothing: binary logging is off (start with --log-bin)")
         f, pos = row[0][0], int(row[0][1])

@@ -99,7 +99,7 @@ def neutral_value(col: Column, v: Any) -> dict:
     if v is None:
         return {"NULL": True}
     if col.data_type == "json" and not isinstance(v, str):  # MySQL JSON as the binlog reader decodes it
-        return {"S": json.dumps(_json_plain(v), separators=(",", ":"), ensure_ascii=False)}
+        return {"S": mysql_json_text(_json_plain(v))}
     if col.data_type == "bit" and isinstance(v, str):  # the binlog reader gives BIT(M) as M '0'/'1' characters
         return {"B": int(v or "0", 2).to_bytes((len(v) + 7) // 8, "big")}
     if isinstance(v, bool):
@@ -126,6 +126,39 @@ def neutral_value(col: Column, v: Any) -> dict:
     if isinstance(v, (dict, list)):  # a JSON column decoded by the binlog reader
         return {"S": json.dumps(v, separators=(",", ":"), ensure_ascii=False)}
     return {"S": str(v)}
+
+
+def mysql_json_text(v: Any) -> str:
+    """A decoded JSON document as MySQL's SELECT renders it (its canonical text: ", " and ": " separators, keys in
+    stored order, a DECIMAL as its digits, a DATETIME/DATE/TIME as a quoted string with microseconds), so the
+    binlog and the export give one text for one value."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    if isinstance(v, float):
+        return json.dumps(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, dt.datetime):
+        return json.dumps(v.isoformat(sep=" ", timespec="microseconds"))
+    if isinstance(v, dt.date):
+        return json.dumps(v.isoformat())
+    if isinstance(v, dt.time):
+        return json.dumps(v.isoformat(timespec="microseconds"))
+    if isinstance(v, dt.timedelta):
+        t = _time_text(v)
+        return json.dumps(t if "." in t else t + ".000000")
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(mysql_json_text(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {mysql_json_text(x)}"
+                               for k, x in v.items()) + "}"
+    raise ValueError(f"a JSON value of type {type(v).__name__} ({v!r:.40})")
 
 
 def _json_plain(v: Any) -> Any:
