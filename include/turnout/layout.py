@@ -44,6 +44,7 @@ LAG_HISTORY = "reports/lag-history.json"
 VALIDATION_LATEST = "reports/validation-latest.json"
 CUTOVER_REPORT = "reports/cutover.json"
 LATE_WRITES_REPORT = "reports/cutover-late-writes.json"
+UNIQUE_DUPLICATES_REPORT = "reports/unique-index-duplicates.json"
 
 
 def segment(i: int) -> str:

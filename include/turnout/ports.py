@@ -190,6 +190,10 @@ class IndexingSink(Sink, Protocol):
 
     def create_indexes(self, group: str, indexes: list[dict]) -> list[str]: ...
 
+    def duplicates(self, group: str, fields: list[str], limit: int = 20) -> list[dict]:
+        """Values of ``fields`` that more than one item holds: [{"value": ..., "count": n, "ids": [...]}]."""
+        ...
+
 
 class Transform(Protocol):
     """The route's pure per-record transform: the same at load, apply and validation."""

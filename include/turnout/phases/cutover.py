@@ -12,6 +12,7 @@ from ..report import write_report
 from ..runtime import Context
 from ..status import lag_status, record_lag
 from ._common import cutover_done
+from .indexes import unique_indexes_in_freeze
 from .reconcile import needs_reconcile
 from .validation import validate
 
@@ -123,6 +124,7 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
                 f"could be missing. Keys: {late['first_keys'][:20]}; report {ctx.staging.url}/"
                 f"{layout.LATE_WRITES_REPORT}. Stop the writers and re-run the migration's catch-up and cutover, "
                 "or set cutover.late_writes: apply to accept them")
+    unique = unique_indexes_in_freeze(ctx)  # on the quiet target: a failure here names real duplicates
     # the target is quiet now: no recheck waits for in-flight writes
     result = (validate_fn or validate)(ctx, final=True, recheck_wait=0)
     app = state.load(ctx.staging, layout.APPLY_CHECKPOINT) or {}
@@ -133,6 +135,7 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
         "stale_skipped": app.get("stale"),
         "changes_after_freeze": late["count"] if late.get("provable", True) else None,
         "keys_changed_after_freeze": late["first_keys"], "validation": result, **stopped,
+        **({"unique_indexes": {ns: len(v) for ns, v in unique.items()}} if unique else {}),
         **({"reconciled_deletes": (state.load(ctx.staging, layout.RECONCILE) or {}).get("deleted", 0)}
            if needs_reconcile(ctx) else {}),
     }

@@ -161,6 +161,20 @@ class MongoSink(_Mongo):
         d = with_retry(self.coll(key["ns"]).find_one, {"_id": key["_id"]}, what=f"read {key['ns']}")
         return {"ns": key["ns"], "doc": d} if d is not None else None
 
+    def duplicates(self, ns: str, fields: list[str], limit: int = 20) -> list[dict]:
+        """Values of ``fields`` held by more than one document (what a unique index build refused)."""
+        by = f"${fields[0]}" if len(fields) == 1 else {f.replace(".", "_"): f"${f}" for f in fields}
+        group = {"_id": by, "n": {"$sum": 1}}
+        rows = with_retry(lambda: list(self.coll(ns).aggregate([
+            {"$group": group}, {"$match": {"n": {"$gt": 1}}}, {"$sort": {"n": -1}}, {"$limit": limit}])),
+            what=f"find duplicates on {ns}")
+        out = []
+        for r in rows:
+            value = {fields[0]: r["_id"]} if len(fields) == 1 else {f: r["_id"][f.replace(".", "_")] for f in fields}
+            ids = [str(d["_id"]) for d in self.coll(ns).find(value, {"_id": 1}).limit(10)]
+            out.append({"value": value, "count": r["n"], "ids": ids})
+        return out
+
     def create_indexes(self, ns: str, indexes: list[dict]) -> list[str]:
         """Create the source's secondary indexes (idempotent: an index that exists is left as it is)."""
         from pymongo import IndexModel
