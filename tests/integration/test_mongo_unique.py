@@ -73,3 +73,33 @@ def test_a_real_duplicate_on_the_quiet_target_fails_the_cutover_naming_it(stack,
     [[dup]] = report["duplicates"].values()  # one index (nx-27017 renames indexes: not asserted by name)
     assert dup["value"] == {"email": "user7@example.com"} and dup["count"] == 2
     assert sorted(dup["ids"]) == ["p7", "stray"]
+
+
+def test_a_document_reinserted_during_reconciliation_is_not_lost(stack, tmp_path):
+    """The source's stream carries no deletes (Cosmos DB flavour): deletes are reconciled by key sets. Between the
+    reconciliation's source check (absent) and its delete on the target, the document is inserted again on the
+    source and its insert applied to the target; the delete then removes it, and no later event would bring it
+    back. The reconciliation reads the deleted keys again and writes back what the source holds now."""
+    prefix = uniq("rein")
+    src = _people(stack, prefix)
+    ctx = ctx_for(stack, spec_for(tmp_path, prefix))
+    bulk_copy(ctx)
+    dst = wm.client(stack["mongo_target"]["uri"])[f"{prefix}shop"]["people"]
+    gone_for_good = src.find_one({"_id": "p3"})
+    back_again = src.find_one({"_id": "p4"})
+    src.delete_many({"_id": {"$in": ["p3", "p4"]}})
+    real_delete = ctx.sink.delete_keys
+
+    def delete_during_a_reinsert(group, keys):
+        again = {**back_again, "n": 404}
+        src.insert_one(again)  # re-inserted on the source ...
+        dst.replace_one({"_id": "p4"}, again, upsert=True)  # ... and its insert applied to the target
+        return real_delete(group, keys)
+
+    ctx.sink.delete_keys = delete_during_a_reinsert
+    out = phases.reconcile_deletes(ctx)
+    assert out["deleted"] == 1 and out["restored"] == 1, out
+    assert dst.find_one({"_id": "p3"}) is None and gone_for_good is not None
+    assert dst.find_one({"_id": "p4"})["n"] == 404
+    cmp = wm.full_compare(stack["mongo_source"]["uri"], stack["mongo_target"]["uri"], [f"{prefix}shop.people"])
+    assert cmp["differences"] == 0 and cmp["source"] == cmp["target"], cmp

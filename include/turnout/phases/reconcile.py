@@ -1,7 +1,9 @@
 """reconcile: deletes for sources whose change stream carries none (capability ``reports_deletes`` false).
 
 Key sets are compared per group (namespace); every target-only key is confirmed absent by a point read on
-the source before it is deleted, so a document inserted meanwhile is never removed."""
+the source before it is deleted, and read again after the delete: a document re-inserted on the source in
+between (whose insert the apply may already have written, so no later event would bring it back) is written
+to the target again from the source's current state."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import time
 from typing import Any, cast
 
 from .. import layout, state
-from ..ports import KeyedSink, KeyLister
+from ..errors import RecordError
+from ..ports import Change, KeyedSink, KeyLister
 from ..runtime import Context
 
 
@@ -23,7 +26,7 @@ def reconcile_deletes(ctx: Context, *, final: bool = False) -> dict:
     sink = cast(KeyedSink, ctx.sink)
     codec = ctx.source_codec
     t0 = time.monotonic()
-    deleted, checked = 0, 0
+    deleted, checked, restored = 0, 0, 0
     per_group: dict[str, dict] = {}
     groups = src_keys.key_groups()
 
@@ -37,14 +40,36 @@ def reconcile_deletes(ctx: Context, *, final: bool = False) -> dict:
         checked += len(source_ids)
         gone = [i for i in extra if ctx.source.get(key(g, i)) is None]
         n = sink.delete_keys(tg, gone)
-        deleted += n
+        back = _restore_reinserted(ctx, [key(g, i) for i in gone])
+        deleted += n - back
+        restored += back
         if extra:
-            per_group[g] = {"target_only": len(extra), "deleted": n}
+            per_group[g] = {"target_only": len(extra), "deleted": n - back, "restored": back}
     at = ctx.clock()
-    out = {"final": final, "deleted": deleted, "source_keys": checked, "namespaces": per_group,
+    out = {"final": final, "deleted": deleted, "restored": restored, "source_keys": checked, "namespaces": per_group,
            "seconds": round(time.monotonic() - t0, 2), "at": at}
     st.put_json(layout.reconcile_report(final, at), out)
     hist = state.load(st, layout.RECONCILE) or {"runs": 0, "deleted": 0}
     state.save(st, layout.RECONCILE, {"runs": hist["runs"] + 1, "deleted": hist["deleted"] + deleted, "last": out})
     ctx.progress("reconcile", deleted=deleted, source_keys=checked, namespaces=len(groups), final=final)
     return out
+
+
+def _restore_reinserted(ctx: Context, keys: list[Any]) -> int:
+    """Read every deleted key on the source again; write back what exists there now. Returns how many."""
+    puts = []
+    for k in keys:
+        rec = ctx.source.get(k)
+        if rec is None:
+            continue
+        try:
+            image = ctx.transform.item(rec)
+        except RecordError:
+            continue  # the apply dead-letters it when its change arrives
+        puts.append(Change(key=ctx.transform.target_key_of(image), op="put", image=image, version=[],
+                           created_at=ctx.clock()))
+    if puts:
+        r = ctx.sink.apply_changes(puts)
+        ctx.log.warning("TURNOUT reconcile: %d documents were re-inserted on the source while being reconciled; "
+                        "written back (%d refused)", len(puts), len(r.rejected))
+    return len(puts)
