@@ -81,7 +81,7 @@ class Poll:
     """What one look at the source's change stream found."""
 
     changes: list[Change]
-    rejected: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason): dead-lettered
+    rejected: list[tuple] = field(default_factory=list)  # (record, reason[, source key]): dead-lettered
     at_tip: bool = False  # every partition of the stream was read up to its end in this look
     skipped_old: int = 0  # changes from before the recorded position (harmless, not applied)
 
@@ -216,6 +216,10 @@ class Transform(Protocol):
     def source_key_of(self, target_item: Any) -> Optional[Any]: ...
 
     def source_key_from(self, rec: Any) -> Any: ...
+
+    def key(self, source_key: Any) -> Any:
+        """The target key of a source key (RecordError where the key alone cannot tell it)."""
+        ...
 
     def group_of(self, target_item: Any) -> Optional[str]:
         """The source table/collection a target item came from (per-group counts), or None."""

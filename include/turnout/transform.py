@@ -4,7 +4,7 @@ side of validation, so "what the target should hold" has exactly one definition.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from .codec import Item
 from .errors import RecordError
@@ -25,6 +25,11 @@ class TransformDefaults:
 
     def target_group(self, source_group: str) -> str:
         return source_group
+
+    def key(self, source_key: Any) -> Any:
+        """The target key of a source key, where the key alone tells it (a key redesign may need the whole row)."""
+        raise RecordError(f"the target key of {source_key!r} cannot be told from the source key alone on this route "
+                          "(the key templates use other columns)")
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ from .load import load_chunk, plan_load
 from .native_export import native_export_poll, native_export_start
 from .preflight import preflight
 from .reconcile import reconcile_deletes
+from .redrive import redrive
 from .start_cdc import start_cdc
 from .validation import validate
 
 __all__ = ["preflight", "start_cdc", "plan_export", "export_segment", "read_chunk", "native_export_start",
            "native_export_poll", "plan_load", "load_chunk", "run_capture", "run_apply", "catch_up_check",
            "validate", "reconcile_deletes", "build_indexes", "request_stop", "drain", "wait_stopped", "cutover",
-           "cutover_done", "dead_letter", "dead_letter_count", "lag_status", "PROGRESS_SECONDS"]
+           "cutover_done", "redrive", "dead_letter", "dead_letter_count", "lag_status", "PROGRESS_SECONDS"]

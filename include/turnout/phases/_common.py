@@ -17,18 +17,25 @@ ASSUMED_ITEMS_PER_TASK_SECOND = 4000
 PROGRESS_SECONDS = 10.0  # how often long tasks log a progress line
 
 
-def dead_letter(ctx: Context, phase: str, name: str, rows: list[tuple[Any, str]], codec: Any = None) -> int:
-    """Write rejected records with their reasons; the caller then turns the run red."""
+def dead_letter(ctx: Context, phase: str, name: str, rows: list[tuple], codec: Any = None) -> int:
+    """Write rejected records with their reasons; the caller then turns the run red. A row may carry the record's
+    source key as a third element: a capture or apply dead letter with one can be re-driven (see redrive)."""
     if not rows:
         return 0
     codec = codec or ctx.source_codec
     docs = []
-    for what, reason in rows:
+    for what, reason, *src_key in rows:
         try:
             payload = codec.to_json(what) if isinstance(what, dict) else what
         except Exception:  # a malformed record is kept as text
             payload = repr(what)
-        docs.append({"record": payload, "reason": reason, "at": ctx.clock(), "run_id": ctx.run_id})
+        doc = {"record": payload, "reason": reason, "at": ctx.clock(), "run_id": ctx.run_id}
+        if src_key and src_key[0] is not None:
+            try:
+                doc["source_key"] = ctx.source_codec.to_json(src_key[0])
+            except Exception:  # an unrenderable key: this row is re-driven by hand
+                pass
+        docs.append(doc)
     key = layout.deadletter(phase, name)
     ctx.staging.put_jsonl_gz(key, docs)
     ctx.log.error("TURNOUT dead_letters phase=%s file=%s/%s count=%d first_reason=%r",

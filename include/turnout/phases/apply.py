@@ -89,7 +89,7 @@ class Batch:
 
     files: list[int]
     latest: dict[str, Change] = field(default_factory=dict)
-    bad: list[tuple[Any, str]] = field(default_factory=list)
+    bad: list[tuple] = field(default_factory=list)  # (record, reason, source key)
     consumed: int = 0
     stale: int = 0
     coalesced: int = 0
@@ -106,7 +106,7 @@ def read_batch(ctx: Context, read: list[tuple[int, list[Change]]], ledger: Ledge
             try:
                 targets = tr.change(c)
             except RecordError as exc:
-                b.bad.append((c.image or c.key, f"change {c.origin}: {exc}"))
+                b.bad.append((c.image or c.key, f"change {c.origin}: {exc}", c.key))
                 continue
             for tc in targets:
                 kt = tcodec.key_text(tc.key)
@@ -123,6 +123,14 @@ def read_batch(ctx: Context, read: list[tuple[int, list[Change]]], ledger: Ledge
 def next_files(ctx: Context, start: int, limit: int) -> list[tuple[int, list[Change]]]:
     """Consecutive change-log files from ``start`` (at most ``limit``), read."""
     return changelog.read_next(ctx.staging, start, limit, ctx.source_codec)
+
+
+def _source_key(ctx: Context, target_item: Any) -> Any:
+    """The source key of an item the target refused (None when it cannot be told)."""
+    try:
+        return ctx.transform.source_key_of(target_item)
+    except Exception:
+        return None
 
 
 class _Applier:
@@ -158,7 +166,8 @@ class _Applier:
         results = list(self.pool.map(ctx.sink.apply_changes, [lane for lane in by_lane if lane]))
         name = f"files-{b.files[0]:012d}-{b.files[-1]:012d}"
         dead_letter(ctx, "apply", name, b.bad)
-        dead_letter(ctx, "apply", f"{name}-target", [rj for r in results for rj in r.rejected], ctx.target_codec)
+        dead_letter(ctx, "apply", f"{name}-target", [(*rj, _source_key(ctx, rj[0])) for r in results for rj in r.rejected],
+                    ctx.target_codec)
         for kt, tc in b.latest.items():
             self.ledger.put(kt, tc.version)
         ck["next_file"] = b.files[-1] + 1

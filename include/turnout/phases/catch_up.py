@@ -6,6 +6,7 @@ from ..errors import DeadLetterError, TurnoutError
 from ..runtime import Context
 from ..status import lag_status, record_lag
 from ._common import dead_letter_count
+from .redrive import redrive
 
 
 def catch_up_check(ctx: Context, look: dict) -> tuple[bool, dict]:
@@ -17,6 +18,9 @@ def catch_up_check(ctx: Context, look: dict) -> tuple[bool, dict]:
     cu = ctx.spec.catch_up
     s = lag_status(ctx)
     dl = dead_letter_count(ctx) if s["dead_letter_files"] else {}
+    if dl.get("capture") or dl.get("apply"):  # repaired from the source where the key is known
+        redrive(ctx)
+        dl = dead_letter_count(ctx)
     if dl:
         raise DeadLetterError(f"records in the dead-letter store ({dl}); see {ctx.staging.url}/deadletter/")
     alive = (s["capture_heartbeat_age"] is not None and s["capture_heartbeat_age"] < 60

@@ -73,7 +73,7 @@ class MongoChangeReader:
         import json
 
         out: list[Change] = []
-        rejected: list[tuple[Any, str]] = []
+        rejected: list[tuple] = []  # (event, reason, source key or None)
         at_tip = True
         names = list(self.tokens)
         self._turn = (getattr(self, "_turn", -1) + 1) % max(1, len(names))
@@ -92,7 +92,9 @@ class MongoChangeReader:
                     except CaptureStalled:
                         raise  # nothing moved: the checkpoint still points before this event
                     except Exception as exc:  # a malformed event: dead-lettered with its reason, never dropped
-                        rejected.append((str(ev)[:2000], f"change stream {ns}: {exc}"))
+                        doc_key = (ev.get("documentKey") or {}) if isinstance(ev, dict) else {}
+                        rejected.append((str(ev)[:2000], f"change stream {ns}: {exc}",
+                                         {"ns": ns, "_id": doc_key["_id"]} if "_id" in doc_key else None))
                         c = None
                     if c is not None:
                         c.version = [self.seq]
