@@ -140,3 +140,43 @@ def test_separators_inside_values_are_escaped_so_two_rows_stay_two_items(stack, 
     sks = sorted(it["SK"]["S"] for it in items)
     # the documented rule: in column values, a separator that follows a column, and the backslash, get a backslash
     assert sks == sorted(["x\\#y#z", "x#y\\#z", "back\\\\slash#q"]), sks
+
+
+def test_a_geometry_column_is_carried_as_its_bytes_by_export_and_capture(stack, tmp_path):
+    """GEOMETRY/POINT values are MySQL's internal form (4-byte SRID + WKB): not text. They were decoded as text and
+    failed late; they are bytes (B), equal whether they came by SELECT or by the binlog."""
+    from test_engine_dynamodb import bulk_copy
+    from turnout.phases.validation import validate
+    from turnout.spec import parse_spec
+
+    import workload
+
+    db = uniq("geo")
+    wm.create_database(stack["mariadb"], db)
+    sql(stack, ["CREATE TABLE places (id INT PRIMARY KEY, spot POINT NOT NULL, area GEOMETRY NULL)",
+                "INSERT INTO places VALUES (1, POINT(1, 2), NULL), "
+                "(2, POINT(-3.5, 4.25), ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))'))"], db)
+    spec = parse_spec(f"""\
+name: {uniq("it_geo")}
+source: {{kind: mysql, conn_id: m, database: {db}, server_id: 4393}}
+target: {{kind: dynamodb, conn_id: t, table: {uniq("geo")}, key: {{partition: PK, sort: SK}}}}
+mapping:
+  tables:
+    places: {{partition_key: "PLACE#{{id}}", sort_key: "PLACE"}}
+staging: {{url: '{tmp_path / "staging"}'}}
+apply: {{poll_interval_seconds: 0.2}}
+validation: {{buckets: 8, recheck_rounds: 1, recheck_wait_seconds: 0}}
+""")
+    ctx = ctx_for(stack, spec)
+    assert bulk_copy(ctx) == 2
+    sql(stack, ["UPDATE places SET spot = POINT(7, 8) WHERE id = 1",
+                "INSERT INTO places VALUES (3, POINT(0, 0), ST_GeomFromText('LINESTRING(0 0,5 5)'))"], db)
+    phases.run_capture(ctx, max_seconds=3)
+    out = phases.run_apply(ctx, max_seconds=3)
+    assert out["rejected"] == 0 and out["puts"] == 2
+    assert validate(ctx, final=True)["ok"]
+    wkb = {r[0]: r[1] for r in sql(stack, ["SELECT id, ST_AsWKB(spot) FROM places"], db)[0]}
+    items = {it["PK"]["S"]: it for it in workload.scan_all(stack["target"]["endpoint"], spec.target.table)}
+    for pid in (1, 2, 3):
+        stored = items[f"PLACE#{pid}"]["spot"]["B"]
+        assert stored[4:] == bytes(wkb[pid])  # SRID (4 bytes) + the WKB MySQL gives for it

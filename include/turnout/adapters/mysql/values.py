@@ -20,7 +20,9 @@ _EXACT = Context(prec=200)  # Decimal's default context rounds to 28 digits: nev
 
 _NUMBER_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
                  "double", "real", "year"}
-_BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"}
+_SPATIAL_TYPES = {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+                  "geometrycollection", "geomcollection"}  # stored as SRID + WKB bytes: carried as bytes
+_BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"} | _SPATIAL_TYPES
 _DATE_TYPES = {"date", "datetime", "timestamp"}
 
 
