@@ -133,7 +133,8 @@ class DynamoDBChangeReader:
                 try:
                     c = self.reader.to_change(r, sid)
                 except RecordError as exc:
-                    out.rejected.append((r.get("dynamodb", {}).get("Keys") or {}, str(exc)))
+                    keys = r.get("dynamodb", {}).get("Keys") or {}
+                    out.rejected.append((keys, str(exc), keys or None))
                     continue
                 if c.created_at and c.created_at < self.not_before:
                     out.skipped_old += 1

@@ -16,7 +16,7 @@ from ...codec import Item
 from ...errors import TurnoutError
 from ...ports import Change, Poll
 from .client import float32_text
-from .values import TableSchema, row_item, source_key
+from .values import TABLE_ATTR, TableSchema, row_item, source_key
 
 if TYPE_CHECKING:
     from .source import MySQLSource
@@ -47,6 +47,18 @@ def truncated_table(query: str, default_schema: str) -> Optional[tuple[str, str]
         return None
     parts = [p.strip().strip("`") for p in m.group(1).split(".")]
     return (parts[0], parts[1]) if len(parts) == 2 else (default_schema, parts[0])
+
+
+def _key_of_raw(schema: TableSchema, row: dict) -> Optional[Item]:
+    """The source key of a binlog row that could not be decoded whole (for the re-drive), if its key decodes."""
+    from .values import neutral_value
+
+    try:
+        vals = row.get("after_values") or row.get("values") or row.get("before_values") or {}
+        return {TABLE_ATTR: {"S": schema.name},
+                **{k: neutral_value(schema.column(k), vals[k]) for k in schema.primary_key}}  # type: ignore[arg-type]
+    except Exception:
+        return None
 
 
 class Truncated(TurnoutError):
@@ -198,7 +210,7 @@ class BinlogChangeReader:
                 raise
             except Exception as exc:  # a row this reader cannot decode: dead-lettered, never dropped
                 rejected.append((repr(row)[:2000], f"binlog {stream.log_file}:{end} table {ev.table}: cannot decode "
-                                 f"row: {exc}"))
+                                 f"row: {exc}", _key_of_raw(schema, row)))
                 continue
             out.append(Change(key=key, op=op, image=img, version=[end, i], created_at=float(ev.timestamp),
                               origin=f"{stream.log_file}:{end}#{i}", old_image=old))
