@@ -33,8 +33,12 @@ def _open_source(ctx: Any) -> MongoSource:
 def _open_sink(ctx: Any) -> MongoSink:
     t = ctx.spec.target
     sink = MongoSink(ctx.target_config, write_batch=t.write_batch, max_item_bytes=t.max_item_bytes)
-    plan = ctx.staging.get_json(layout.PREFLIGHT) or {}
-    sink.scope = [ctx.transform.target_group(ns) for ns in plan.get("namespaces", {})] or None
+
+    def scope() -> Any:
+        plan = ctx.staging.get_json(layout.PREFLIGHT) or {}
+        return [ctx.transform.target_group(ns) for ns in plan.get("namespaces", {})] or None
+
+    sink.scope_of = scope
     return sink
 
 

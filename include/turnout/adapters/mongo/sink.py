@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional
+from typing import Callable, Any, Optional
 
 from ...errors import TurnoutError
 from ...ports import Capabilities, Change, SourceInfo, WriteResult
@@ -29,6 +29,14 @@ class MongoSink(_Mongo):
         self.capabilities = Capabilities(max_batch_items=write_batch, max_item_bytes=max_item_bytes,
                                          secondary_indexes=True, key_listing=True)
         self.scope: Optional[list[str]] = None  # the migration's target namespaces (validation scans only these)
+        # where the scope comes from when it was not known yet at open (a sink opened before preflight recorded
+        # the namespaces): asked again at each use until it answers
+        self.scope_of: Optional[Callable[[], Optional[list[str]]]] = None
+
+    def _scope(self) -> list[str]:
+        if self.scope is None and self.scope_of is not None:
+            self.scope = self.scope_of()
+        return self.scope if self.scope is not None else self.namespaces()
 
     def ensure_target(self, info: SourceInfo, key_attributes: list[str], rename: Mapping[str, str] | None = None,
                       paths: list[str] | None = None) -> dict:
@@ -36,7 +44,7 @@ class MongoSink(_Mongo):
         return {"created": False}
 
     def key_groups(self) -> list[str]:
-        return self.scope if self.scope is not None else self.namespaces()
+        return self._scope()
 
     def keys(self, group: str) -> Iterator[Any]:
         return self.ids(group)
@@ -147,7 +155,7 @@ class MongoSink(_Mongo):
         return out
 
     def scan(self, segment: int = 0, total: int = 1) -> Iterator[Record]:
-        for i, ns in enumerate(self.scope if self.scope is not None else self.namespaces()):
+        for i, ns in enumerate(self._scope()):
             if i % total != segment:
                 continue
             for d in self.coll(ns).find({}).sort("_id", 1):
