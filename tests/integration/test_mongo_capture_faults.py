@@ -83,3 +83,33 @@ def test_a_persisting_reread_failure_stops_the_capture_and_a_rerun_takes_the_cha
     capture_until(fixed, 2)
     app = phases.run_apply(fixed, max_seconds=3)
     assert app["rejected"] == 0 and app["puts"] == 2
+
+
+def test_a_capture_dead_letter_is_redriven_and_the_gate_turns_green(stack, tmp_path, monkeypatch):
+    """An event the capture cannot turn into a change (here: refused once by the reader, as a malformed event would
+    be) is dead-lettered with its document key while the capture goes on; the catch-up gate re-drives it from the
+    source and is green; the document on the target equals the source's."""
+    from turnout.adapters.mongo.changes import MongoChangeReader
+
+    src, ctx = _setup(stack, tmp_path)
+    real = MongoChangeReader._change
+    refused = []
+
+    def refuse_t5_once(self, ns, ev):
+        if ev.get("documentKey", {}).get("_id") == "t5" and not refused:
+            refused.append(ev)
+            raise ValueError("cannot decode this event")
+        return real(self, ns, ev)
+
+    monkeypatch.setattr(MongoChangeReader, "_change", refuse_t5_once)
+    src.update_one({"_id": "t5"}, {"$set": {"n": 505}})
+    src.update_one({"_id": "t6"}, {"$set": {"n": 606}})
+    capture_until(ctx, 1)
+    [dl] = ctx.staging.list(f"{layout.DEADLETTER}capture/")
+    [row] = list(ctx.staging.iter_jsonl_gz(dl))
+    assert ctx.source_codec.from_json(row["source_key"])["_id"] == "t5" and "cannot decode this event" in row["reason"]
+    phases.run_apply(ctx, max_seconds=2)
+    phases.catch_up_check(ctx, {})  # re-drives the capture dead letter, then looks: green
+    assert ctx.staging.list(layout.DEADLETTER) == []
+    dst = wm.client(stack["mongo_target"]["uri"])[ctx.spec.source.include[0].split("*")[0] + "shop"]["things"]
+    assert dst.find_one({"_id": "t5"})["n"] == 505 and dst.find_one({"_id": "t6"})["n"] == 606
