@@ -80,22 +80,37 @@ class _Digest:
         return out
 
 
-class _Cells:
+class _CellScan:
+    """What passes 2 and 3 share: an item's transformed form, keys and cell (None for a malformed record, which
+    pass 1 already counted)."""
+
+    def __init__(self, buckets: int, key_of, codec):
+        self.buckets, self.key_of, self.codec = buckets, key_of, codec
+
+    def locate(self, item):
+        try:
+            item, key, src_key = self.key_of(item)
+        except RecordError:
+            return None
+        kt = self.codec.key_text(key)
+        return item, key, src_key, kt, stable_bucket(kt, self.buckets * CELLS)
+
+
+class _Cells(_CellScan):
     """Pass 2: count and XOR per cell of the differing buckets (cell = finer hash of the target key)."""
 
     def __init__(self, buckets: int, wanted: set[int], key_of, codec):
-        self.buckets, self.wanted, self.key_of, self.codec = buckets, wanted, key_of, codec
+        super().__init__(buckets, key_of, codec)
+        self.wanted = wanted
 
     def new(self):
         return {}
 
     def add(self, acc, item):
-        try:
-            item, key, _src = self.key_of(item)
-        except RecordError:
+        found = self.locate(item)
+        if found is None:
             return
-        kt = self.codec.key_text(key)
-        cell = stable_bucket(kt, self.buckets * CELLS)
+        item, _key, _src, _kt, cell = found
         if cell % self.buckets in self.wanted:
             c = acc.setdefault(cell, [0, 0])
             c[0] += 1
@@ -111,22 +126,22 @@ class _Cells:
         return out
 
 
-class _Keys:
+class _Keys(_CellScan):
     """Pass 3: key -> (key, hash, source key) in the wanted cells, and keys seen twice (two records, one key)."""
 
     def __init__(self, buckets: int, cells: set[int], key_of, codec):
-        self.buckets, self.cells, self.key_of, self.codec = buckets, cells, key_of, codec
+        super().__init__(buckets, key_of, codec)
+        self.cells = cells
 
     def new(self):
         return {"keys": {}, "dups": {}}
 
     def add(self, acc, item):
-        try:
-            item, key, src_key = self.key_of(item)
-        except RecordError:
+        found = self.locate(item)
+        if found is None:
             return
-        kt = self.codec.key_text(key)
-        if stable_bucket(kt, self.buckets * CELLS) in self.cells:
+        item, key, src_key, kt, cell = found
+        if cell in self.cells:
             if kt in acc["keys"]:
                 acc["dups"].setdefault(kt, [acc["keys"][kt][2]]).append(src_key)
             acc["keys"][kt] = (key, self.codec.hash(item), src_key)
