@@ -52,7 +52,7 @@ class Owned:
         self.doc: dict = {}
         self.previous: Optional[dict] = None  # the owner this try took over from
         self.renewed = 0.0  # monotonic time of this owner's last successful save
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # save/hold/check may run in a task's writer threads
 
     def _read(self) -> tuple[Optional[dict], Optional[str]]:
         data, tag = self.st.get_tagged(self.key)
@@ -84,8 +84,19 @@ class Owned:
             f"{self.who.get('pid')}) stops without writing. Nothing is lost: the owner goes on from the last "
             "checkpoint.")
 
+    def _still_mine(self) -> bool:
+        """After a failed condition: is the stored record this very try's own last write (a PUT that succeeded but
+        was retried by the client, answered 412/409)? Then adopt its ETag and go on."""
+        cur, tag = self._read()
+        o = (cur or {}).get("owner") or {}
+        if o.get("epoch") == self.epoch and o.get("try") == self.who.get("try") and tag is not None:
+            self.etag = tag
+            return True
+        return False
+
     def save(self, doc: Optional[dict] = None, *, release: bool = False) -> None:
-        """Write the record if this try still owns it; else raise :class:`Fenced`."""
+        """Write the record if this try still owns it; else raise :class:`Fenced`. The record is serialized from
+        a copy taken under the lock, so writer threads may renew while the task's thread builds the next one."""
         with self._lock:
             if doc is not None:
                 self.doc = doc
@@ -94,25 +105,32 @@ class Owned:
                 owner["released"] = True
             else:
                 owner.pop("released", None)
-            self.doc["owner"] = owner
-            new = self.st.put_if(self.key, _dumps(self.key, self.doc), self.etag)
+            self.doc = {**self.doc, "owner": owner}
+            data = _dumps(self.key, self.doc)
+            new = self.st.put_if(self.key, data, self.etag)
             if new is None:
-                raise self._lost()
+                if not self._still_mine():
+                    raise self._lost()
+                new = self.st.put_if(self.key, data, self.etag)
+                if new is None:
+                    raise self._lost()
             self.etag, self.renewed = new, time.monotonic()
 
     def hold(self) -> None:
         """Call before each write outside staging: renew the lease when a quarter of it has passed, else check
         (one read) that no other try took the record. Raises :class:`Fenced` if one did."""
-        if time.monotonic() - self.renewed >= self.lease_seconds / 4:
-            self.save()
-        else:
-            self.check()
+        with self._lock:
+            if time.monotonic() - self.renewed >= self.lease_seconds / 4:
+                self.save()
+            else:
+                self.check()
 
     def check(self) -> None:
         """Raise :class:`Fenced` if another try took the record (a read, no write)."""
-        _doc, tag = self.st.get_tagged(self.key)
-        if tag != self.etag:
-            raise self._lost()
+        with self._lock:
+            _doc, tag = self.st.get_tagged(self.key)
+            if tag != self.etag and not self._still_mine():
+                raise self._lost()
 
     def reload(self) -> dict:
         """The record as this owner last wrote it (after a conflict on a data file); Fenced if taken over."""

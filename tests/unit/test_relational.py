@@ -902,3 +902,27 @@ def test_table_schema_json_round_trip():
     assert TableSchema.from_json(ORDERS.to_json()) == ORDERS
     assert ORDERS.to_json()["columns"][12] == {"name": "extra", "data_type": "longtext", "column_type": "longtext",
                                                "json": True}
+
+
+def test_two_columns_side_by_side_in_a_key_template_are_refused():
+    with pytest.raises(RecordError, match=r"sort_key: 'O#\{order_id\}\{code\}' puts two columns side by side"):
+        build(with_sort("O#{order_id}{code}"))
+
+
+def test_escaping_is_for_key_templates_of_migrations_that_began_with_it():
+    """A separator inside a value is escaped in key attributes only; a computed (GSI) attribute keeps the plain
+    text, and a migration whose preflight was recorded before escaping existed keeps rendering as it began."""
+    tables = with_sort("{code}#{order_id}", computed={"GSI1SK": "{code}#{order_id}"})
+    tr = build(tables)
+    item = tr.item(order(code="a#b"))
+    assert item["SK"] == {"S": "a\\#b#42"} and item["GSI1SK"] == {"S": "a#b#42"}
+    old = RelationalTransform.from_spec(parse_spec(spec_yaml(copy.deepcopy(tables))), {s.name: s for s in SCHEMAS},
+                                        escape=False)
+    assert old.item(order(code="a#b"))["SK"] == {"S": "a#b#42"}
+
+
+def test_the_target_key_of_a_primary_key_alone_where_the_templates_allow_it():
+    tr = build(with_sort("O#{order_id}"))  # partition O#{order_id}, sort O#{order_id}: primary key only
+    assert tr.key({"__table": {"S": "orders"}, "order_id": {"N": "42"}}) == {"PK": {"S": "O#42"}, "SK": {"S": "O#42"}}
+    with pytest.raises(RecordError, match=r"use columns outside the primary key \(\['customer_id', 'order_date'\]\)"):
+        build().key({"__table": {"S": "orders"}, "order_id": {"N": "42"}})

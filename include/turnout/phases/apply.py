@@ -20,13 +20,14 @@ from .. import changelog, layout, state
 from ..codec import stable_bucket
 from ..errors import RecordError
 from ..fencing import Owned, lease_wait
-from ..ports import Change
+from ..ports import Change, WriteResult
 from ..runtime import Context
 from ..status import lag_status, record_lag
 from ._common import dead_letter, owned, stop_requested
 from .indexes import indexes_after_data
 
 
+LANE_STEP = 200  # changes a lane writes between two lease checks
 LEDGER_FILES = 200  # a restart rebuilds the ledger from at most this many files before the checkpoint
 LEDGER_KEYS = 200_000  # the ledger keeps at most this many keys (the most recently changed)
 
@@ -157,13 +158,24 @@ class _Applier:
             self.last_hb = now_m
             self.heartbeat()
 
+    def _lane(self, lane: list[Change]) -> WriteResult:
+        """One lane's changes in steps of LANE_STEP, the lease held before each: a batch of many files never
+        writes for long on a lease that another try may have taken."""
+        out = WriteResult()
+        for i in range(0, len(lane), LANE_STEP):
+            self.own.hold()
+            r = self.ctx.sink.apply_changes(lane[i : i + LANE_STEP])
+            out.written += r.written
+            out.rejected += r.rejected
+        return out
+
     def apply(self, b: Batch) -> None:
         ctx, ck = self.ctx, self.ck
         self.own.hold()  # still the owner, with most of a lease left, before writing to the target
         by_lane: list[list[Change]] = [[] for _ in range(self.lanes)]
         for kt, tc in b.latest.items():
             by_lane[stable_bucket(kt, self.lanes)].append(tc)
-        results = list(self.pool.map(ctx.sink.apply_changes, [lane for lane in by_lane if lane]))
+        results = list(self.pool.map(self._lane, [lane for lane in by_lane if lane]))
         name = f"files-{b.files[0]:012d}-{b.files[-1]:012d}"
         dead_letter(ctx, "apply", name, b.bad)
         dead_letter(ctx, "apply", f"{name}-target", [(*rj, _source_key(ctx, rj[0])) for r in results for rj in r.rejected],

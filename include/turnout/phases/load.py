@@ -2,9 +2,9 @@
 
 A chunk is marked done only after the target acknowledged every item of it (rejected items are in the
 dead-letter store by then, and re-driven by the next try). One try owns a load unit (:mod:`turnout.fencing`):
-its unit record is renewed before every chunk, and before every chunk it checks that the change apply has not
-started (the apply waits out the lease of an unfinished unit, so a zombie's last chunk lands before the first
-change does)."""
+a new try waits out its predecessor's lease, the lease is renewed (or checked) before every write batch, and
+before every chunk the unit checks that the change apply has not started (the apply waits out the lease of an
+unfinished unit, so a zombie's last batch lands before the first change does)."""
 
 from __future__ import annotations
 
@@ -123,6 +123,7 @@ def _load_one(ctx: Context, chunk: str, pool: ThreadPoolExecutor, bucket: TokenB
 
     def write(batch: list[Any]) -> WriteResult:
         bucket.take(len(batch))
+        p.own.hold()  # before every batch: a zombie stops here, not at the end of its chunk
         r = ctx.sink.write_items(batch)
         p.acknowledged(r.written)
         return r
@@ -159,6 +160,7 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
         _refuse_after_apply(ctx, group, [c for c in chunks if not _finished(ctx, c)])
     own = owned(ctx, layout.load_unit(group), f"load unit {group}", {})
     own.take()
+    own.wait_out_predecessor(ctx.log)  # a zombie of this unit may be mid-batch: it stops at its next batch
     rl = ctx.spec.rate_limits
     bucket = TokenBucket(rl.write_items_per_second / rl.parallel_tasks)
     with _UnitProgress(ctx, group, chunks, own) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from .. import layout, state
 from ..errors import RecordError
-from ..ports import Change, KeyedSink, KeyLister
+from ..ports import KeyedSink, KeyLister
 from ..runtime import Context
 
 
@@ -41,10 +41,10 @@ def reconcile_deletes(ctx: Context, *, final: bool = False) -> dict:
         gone = [i for i in extra if ctx.source.get(key(g, i)) is None]
         n = sink.delete_keys(tg, gone)
         back = _restore_reinserted(ctx, [key(g, i) for i in gone])
-        deleted += n - back
+        deleted += max(0, n - back)
         restored += back
         if extra:
-            per_group[g] = {"target_only": len(extra), "deleted": n - back, "restored": back}
+            per_group[g] = {"target_only": len(extra), "deleted": max(0, n - back), "restored": back}
     at = ctx.clock()
     out = {"final": final, "deleted": deleted, "restored": restored, "source_keys": checked, "namespaces": per_group,
            "seconds": round(time.monotonic() - t0, 2), "at": at}
@@ -56,20 +56,22 @@ def reconcile_deletes(ctx: Context, *, final: bool = False) -> dict:
 
 
 def _restore_reinserted(ctx: Context, keys: list[Any]) -> int:
-    """Read every deleted key on the source again; write back what exists there now. Returns how many."""
-    puts = []
+    """Read every deleted key on the source again; write back (until stable) what exists there now. Returns how
+    many were written back."""
+    from .redrive import _write_current
+
+    back = 0
     for k in keys:
-        rec = ctx.source.get(k)
-        if rec is None:
+        if ctx.source.get(k) is None:
             continue
         try:
-            image = ctx.transform.item(rec)
+            why = _write_current(ctx, k)
         except RecordError:
             continue  # the apply dead-letters it when its change arrives
-        puts.append(Change(key=ctx.transform.target_key_of(image), op="put", image=image, version=[],
-                           created_at=ctx.clock()))
-    if puts:
-        r = ctx.sink.apply_changes(puts)
+        back += 1
+        if why:
+            ctx.log.warning("TURNOUT reconcile: %s: %s", k, why)
+    if back:
         ctx.log.warning("TURNOUT reconcile: %d documents were re-inserted on the source while being reconciled; "
-                        "written back (%d refused)", len(puts), len(r.rejected))
-    return len(puts)
+                        "written back", back)
+    return back

@@ -150,12 +150,12 @@ class _Keys(_CellScan):
         out = self.new()
         for p in parts:
             for kt, v in p["keys"].items():
-                if kt in out["keys"]:
-                    out["dups"].setdefault(kt, [out["keys"][kt][2]]).append(v[2])
+                if kt in out["keys"]:  # seen in another part too: both parts' source keys
+                    prev = out["dups"].get(kt) or [out["keys"][kt][2]]
+                    out["dups"][kt] = prev + [s for s in (p["dups"].get(kt) or [v[2]]) if s not in prev]
+                elif kt in p["dups"]:
+                    out["dups"][kt] = list(p["dups"][kt])
                 out["keys"][kt] = v
-            for kt, srcs in p["dups"].items():
-                prev = out["dups"].get(kt)
-                out["dups"][kt] = srcs if prev is None else prev + srcs[1:]
         return out
 
 

@@ -283,6 +283,7 @@ class MongoSource(_Mongo):
         """A whole collection in keyset pages, one BSON type bracket after another (MongoDB compares ``$gt`` only
         within a bracket, so one ``{_id: {$gt: last}}`` walk over mixed types stops at the first type's end)."""
         start = _bracket_of(after, ns) if after is not None else 0
+        carry: list[Record] = []  # the null _id document travels with the next page: a position never says None
         for i in range(start, len(_BRACKETS)):
             name, lowest = _BRACKETS[i]
             if name in ("null", "bool"):  # at most one or two documents: one query, kept to the bracket's own type
@@ -290,9 +291,11 @@ class MongoSource(_Mongo):
                 flt: dict = {"_id": None} if name == "null" else {"_id": {"$in": [False, True]}}
                 docs = [d for d in with_retry(lambda: list(coll.find(flt).sort("_id", 1)), what=f"read {ns}")
                         if _bracket_of(d["_id"], ns) == i and not (resumed and (name == "null" or d["_id"] <= after))]
-                if docs:
+                carry += [{"ns": ns, "doc": d} for d in docs]
+                if docs and name == "bool":
                     after = docs[-1]["_id"]
-                    yield [{"ns": ns, "doc": d} for d in docs], {"ns": ns, "_id": after}
+                    yield carry, {"ns": ns, "_id": after}
+                    carry = []
                 continue
             while True:
                 if after is not None and _bracket_of(after, ns) == i:
@@ -302,10 +305,11 @@ class MongoSource(_Mongo):
                 docs = with_retry(lambda: list(coll.find(flt).sort("_id", 1).limit(page_items)), what=f"read {ns}")
                 if docs:
                     after = docs[-1]["_id"]
-                    yield [{"ns": ns, "doc": d} for d in docs], {"ns": ns, "_id": after}
+                    yield carry + [{"ns": ns, "doc": d} for d in docs], {"ns": ns, "_id": after}
+                    carry = []
                 if len(docs) < page_items:
                     break
-        yield [], None
+        yield carry, None
 
     # ------------------------------------------------------------------ validation reads
 

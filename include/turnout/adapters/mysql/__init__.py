@@ -37,7 +37,8 @@ def _chunks() -> Any:
 
 def transform(spec: Any, facts: dict) -> RelationalTransform:
     schemas = {t: TableSchema.from_json(d) for t, d in (facts.get("source_schema") or {}).items()}
-    return RelationalTransform.from_spec(spec, schemas)
+    # a migration whose preflight predates escaping keeps rendering its keys as it began
+    return RelationalTransform.from_spec(spec, schemas, escape=bool(facts.get("key_escape", 0)))
 
 
 SOURCE = SourceAdapter(kind="mysql", codec=_codec, open=_open_source, facts=facts, preflight=preflight,

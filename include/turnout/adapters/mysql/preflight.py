@@ -12,8 +12,11 @@ def schema_json(source) -> dict:
     return {t: s.to_json() for t, s in source.schemas().items()}
 
 
+KEY_ESCAPE = 1  # key rendering: 1 = separators inside values escaped (a preflight recorded without it: none)
+
+
 def facts(source) -> dict:
-    return {"source_schema": schema_json(source)}
+    return {"source_schema": schema_json(source), "key_escape": KEY_ESCAPE}
 
 
 def preflight(p: PreflightInputs) -> dict:
@@ -21,7 +24,7 @@ def preflight(p: PreflightInputs) -> dict:
     problems = src.problems()
     schema = schema_json(src)
     try:
-        tr = p.build_transform({"source_schema": schema})
+        tr = p.build_transform({"source_schema": schema, "key_escape": KEY_ESCAPE})
     except RecordError as exc:
         problems.append(str(exc))
         tr = None
@@ -48,5 +51,5 @@ def preflight(p: PreflightInputs) -> dict:
         "source_key": [TABLE_ATTR], "source_key_types": ["S"],
         "target_key": list(tr.target_key) if tr else [], "item_count_estimate": info.item_count,
         "size_bytes_estimate": info.size_bytes, "tables": info.indexes.get("tables", {}), "binlog": settings,
-        "source_schema": schema, "target": target, "estimated_copy_hours": round(est_hours, 3),
+        "source_schema": schema, "key_escape": KEY_ESCAPE, "target": target, "estimated_copy_hours": round(est_hours, 3),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -38,7 +39,7 @@ class RelationalTransform(TransformDefaults):
     source_key: tuple[str, ...] = (TABLE_ATTR,)  # the leading source key attribute (per-table PKs follow)
 
     @classmethod
-    def from_spec(cls, spec, schemas: dict[str, TableSchema]) -> "RelationalTransform":
+    def from_spec(cls, spec, schemas: dict[str, TableSchema], escape: bool = True) -> "RelationalTransform":
         m, t = spec.mapping, spec.target
         key_names = (t.key.partition,) + ((t.key.sort,) if t.key.sort else ())
         plans = {}
@@ -52,6 +53,11 @@ class RelationalTransform(TransformDefaults):
                     for f, _ in template_fields(tpl)}
             for col in sorted((used | set(tm.rename) | set(tm.drop) | set(tm.casts)) - cols):
                 raise RecordError(f"{where}: column {col!r} is not in table {name!r} (columns: {sorted(cols)})")
+            for what, tpl in (("partition_key", tm.partition_key), ("sort_key", tm.sort_key)):
+                if tpl and re.search(r"\}\{(?!\{)", tpl.replace("{{", "").replace("}}", "")):
+                    raise RecordError(f"{where}.{what}: {tpl!r} puts two columns side by side: values could run "
+                                      "into each other (('ab','c') and ('a','bc') render alike); put a separator "
+                                      "between them, e.g. {a}#{b}")
             in_key = {f for tpl in (tm.partition_key, tm.sort_key) if tpl for f, _ in template_fields(tpl)}
             unkeyed = [c for c in schema.primary_key if c not in in_key]
             if unkeyed:
@@ -78,7 +84,8 @@ class RelationalTransform(TransformDefaults):
                 raise RecordError(f"{where}: two columns map to the same attribute: {dup}")
             casts = {c.name: tm.casts.get(c.name) or c.default_cast(m.datetime_format) for c in schema.columns}
             plans[name] = _TablePlan(
-                schema=schema, pk=_Template(tm.partition_key), sk=_Template(tm.sort_key) if tm.sort_key else None,
+                schema=schema, pk=_Template(tm.partition_key, escape),
+                sk=_Template(tm.sort_key, escape) if tm.sort_key else None,
                 entity=tm.entity or name, rename=dict(tm.rename), drop=frozenset(tm.drop), casts=casts,
                 computed={a: _Template(x) for a, x in tm.computed.items()})
         entities = [p.entity for p in plans.values()]
@@ -98,6 +105,17 @@ class RelationalTransform(TransformDefaults):
         if plan is None:
             raise RecordError(f"row of table {t!r}, which the mapping does not migrate")
         return plan
+
+    def key(self, source_key: Item) -> Item:
+        """The target key of a row's primary key, where the key templates use primary-key columns only (else the
+        row itself is needed: RecordError)."""
+        plan = self._plan(source_key)
+        used = {f for t in (plan.pk, plan.sk) if t is not None for f, _ in t.fields}
+        if not used <= set(plan.schema.primary_key):
+            raise RecordError(f"table {plan.schema.name!r}: the key templates use columns outside the primary key "
+                              f"({sorted(used - set(plan.schema.primary_key))}), so a row that is gone cannot be "
+                              "told its target key; delete it on the target by hand")
+        return self._key(plan, source_key)
 
     def source_key_from(self, item: Item) -> Item:
         plan = self._plan(item)

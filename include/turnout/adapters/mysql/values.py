@@ -142,8 +142,8 @@ def mysql_json_text(v: Any) -> str:
         return str(v)
     if isinstance(v, Decimal):
         return format(v, "f")
-    if isinstance(v, float):
-        return json.dumps(v)
+    if isinstance(v, float):  # MySQL writes exponents bare: 1e20, 1.5e-7 (Python: 1e+20, 1.5e-07)
+        return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", json.dumps(v))
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, dt.datetime):
@@ -327,7 +327,7 @@ def _key_text(col: Column, av: dict, width: int) -> str:
 
 
 class _Template:
-    def __init__(self, text: str):
+    def __init__(self, text: str, escape: bool = False):
         self.text = text
         self.fields = template_fields(text)
         parts: list[tuple[str, Any]] = []
@@ -356,7 +356,7 @@ class _Template:
         # a value holding a separator that follows a column ({a}#{b}, a = "x#y") could render what another row
         # renders: those characters (and the escape character) are escaped in column values, reversibly
         after = "".join(x for i, (k, x) in enumerate(parts) if k == "lit" and any(kk == "col" for kk, _ in parts[:i]))
-        self.escape = sorted(set(after) | {"\\"}) if after else []
+        self.escape = sorted(set(after) | {"\\"}) if after and escape else []  # keys only, not computed attributes
         self.regex = re.compile("^" + regex + "$", re.S)
 
     def render(self, table: "TableSchema", item: Item, on_error) -> Optional[str]:
