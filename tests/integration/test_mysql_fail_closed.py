@@ -180,3 +180,25 @@ validation: {{buckets: 8, recheck_rounds: 1, recheck_wait_seconds: 0}}
     for pid in (1, 2, 3):
         stored = items[f"PLACE#{pid}"]["spot"]["B"]
         assert stored[4:] == bytes(wkb[pid])  # SRID (4 bytes) + the WKB MySQL gives for it
+
+
+def test_two_tables_with_key_templates_of_one_shape_are_a_no_go(stack, tmp_path):
+    from turnout.spec import parse_spec
+
+    db = uniq("shape")
+    wm.create_database(stack["mariadb"], db)
+    sql(stack, ["CREATE TABLE retail (code VARCHAR(16) PRIMARY KEY, qty INT)",
+                "CREATE TABLE wholesale (code VARCHAR(16) PRIMARY KEY, qty INT)"], db)
+    spec = parse_spec(f"""\
+name: {uniq("it_shape")}
+source: {{kind: mysql, conn_id: m, database: {db}, server_id: 4394}}
+target: {{kind: dynamodb, conn_id: t, table: {uniq("shape")}, key: {{partition: PK, sort: SK}}}}
+mapping:
+  tables:
+    retail: {{partition_key: "ITEM#{{code}}", sort_key: "STOCK"}}
+    wholesale: {{partition_key: "ITEM#{{code}}", sort_key: "STOCK"}}
+staging: {{url: '{tmp_path / "staging"}'}}
+""")
+    with pytest.raises(PreflightError, match=r"mapping.tables.retail and mapping.tables.wholesale have key templates "
+                                             r"of one shape"):
+        phases.preflight(ctx_for(stack, spec))

@@ -2,9 +2,10 @@
 
 - Many differing keys and a small ``validation.max_drill_keys``: the drill-down works in several rounds, none
   holding more keys than the budget, and still names every differing key (DynamoDB Local on both sides).
-- Two MySQL rows, of two tables whose key templates overlap, render the same target key (MariaDB source,
-  DynamoDB Local target): the target holds one item for two rows; validation is not OK and names both rows and
-  the key, even though every target item equals the transform of *a* source row.
+- Two MySQL rows, of two tables whose key templates differ in shape (so preflight lets them pass) but still
+  overlap (retail ITEM#{code} / STOCK, wholesale ITEM#{code} / {tier} with tier = 'STOCK'), render the same target
+  key (MariaDB source, DynamoDB Local target): the target holds one item for two rows; validation is not OK and
+  names both rows and the key, even though every target item equals the transform of *a* source row.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def test_two_rows_one_target_key_is_not_ok_and_names_both(stack, tmp_path):
     db = uniq("dup")
     wm.create_database(stack["mariadb"], db)
     sql(stack, ["CREATE TABLE retail (code VARCHAR(16) PRIMARY KEY, qty INT NOT NULL)",
-                "CREATE TABLE wholesale (code VARCHAR(16) PRIMARY KEY, qty INT NOT NULL)",
+                "CREATE TABLE wholesale (code VARCHAR(16) PRIMARY KEY, tier VARCHAR(8) NOT NULL, qty INT NOT NULL)",
                 "INSERT INTO retail VALUES ('abcd', 1), ('xyz1', 3)",
-                "INSERT INTO wholesale VALUES ('abcd', 20), ('qq', 7)"], db)
+                "INSERT INTO wholesale VALUES ('abcd', 'STOCK', 20), ('qq', 'BULK', 7)"], db)
     os.environ["TURNOUT_STAGING"] = str(tmp_path / "staging")
     spec = parse_spec(f"""\
 name: {uniq("it_dup")}
@@ -65,7 +66,7 @@ target: {{kind: dynamodb, conn_id: t, table: {uniq("dupt")}, key: {{partition: P
 mapping:
   tables:
     retail: {{partition_key: "ITEM#{{code}}", sort_key: "STOCK"}}
-    wholesale: {{partition_key: "ITEM#{{code}}", sort_key: "STOCK"}}
+    wholesale: {{partition_key: "ITEM#{{code}}", sort_key: "{{tier}}"}}
 staging: {{url: '{tmp_path / "staging"}'}}
 validation: {{buckets: 8, recheck_rounds: 1, recheck_wait_seconds: 0}}
 """)

@@ -712,10 +712,20 @@ def test_source_key_of_without_type_attribute_tells_tables_apart_by_template():
     assert tr.group_of(o) == "orders" and tr.group_of(c) == "customers"
 
 
-def test_type_attribute_tells_tables_with_identical_templates_apart():
+def test_two_tables_with_key_templates_of_one_shape_are_refused():
+    """skus and parts both ITEM#{sku} / META: sku 'X' in each renders one key, and the last write would win."""
     parts = TableSchema("parts", (Column("sku", "varchar", "varchar(20)"),), ("sku",))
     tables = {"skus": {"partition_key": "ITEM#{sku}", "sort_key": "META"},
               "parts": {"partition_key": "ITEM#{sku}", "sort_key": "META", "entity": "part"}}
+    with pytest.raises(RecordError, match=r"mapping.tables.skus and mapping.tables.parts have key templates of one "
+                                          r"shape .*own literal prefix"):
+        build(tables, schemas=(SKUS, parts))
+
+
+def test_type_attribute_names_the_table_of_each_item():
+    parts = TableSchema("parts", (Column("sku", "varchar", "varchar(20)"),), ("sku",))
+    tables = {"skus": {"partition_key": "ITEM#{sku}", "sort_key": "META"},
+              "parts": {"partition_key": "ITEM#{sku}", "sort_key": "PART", "entity": "part"}}
     tr = build(tables, schemas=(SKUS, parts))
     p = tr.item(row_item(parts, {"sku": "P1"}))
     s = tr.item(row_item(SKUS, {"sku": "S1"}))

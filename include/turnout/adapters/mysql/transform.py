@@ -28,6 +28,26 @@ class _TablePlan:
     computed: dict[str, _Template]
 
 
+def _skeleton(template: Optional[str]) -> str:
+    """A key template with its columns blanked: two tables with one skeleton render keys from one space."""
+    return re.sub(r"\{[^{}]*\}", "{}", (template or "").replace("{{", "\0").replace("}}", "\1"))
+
+
+def _refuse_shared_skeletons(tables: dict) -> None:
+    """Two tables whose key templates differ only in their columns can give two rows one key (the last write
+    wins, across tables): refused, naming both. Templates that differ in their literal text cannot collide this
+    way; others that still do are caught by validation (two source records on one target key)."""
+    seen: dict[tuple[str, str], str] = {}
+    for name, tm in tables.items():
+        sk = (_skeleton(tm.partition_key), _skeleton(tm.sort_key))
+        if sk in seen:
+            raise RecordError(
+                f"mapping.tables.{seen[sk]} and mapping.tables.{name} have key templates of one shape "
+                f"({tm.partition_key!r} / {tm.sort_key!r}): a row of each can render the same key and one would "
+                f"overwrite the other; give each table its own literal prefix, e.g. '{name.upper()}#...'")
+        seen[sk] = name
+
+
 @dataclass
 class RelationalTransform(TransformDefaults):
     grouped = True
@@ -91,6 +111,7 @@ class RelationalTransform(TransformDefaults):
         entities = [p.entity for p in plans.values()]
         if m.type_attribute and len(set(entities)) != len(entities):
             raise RecordError("mapping.tables: two tables share an entity name")
+        _refuse_shared_skeletons(m.tables)
         return cls(plans, key_names, m.nulls, m.type_attribute, list(t.gsis))
 
     # -- the engine's transform interface
