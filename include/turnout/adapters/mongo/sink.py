@@ -174,7 +174,8 @@ class MongoSink(_Mongo):
         by = f"${fields[0]}" if len(fields) == 1 else {f.replace(".", "_"): f"${f}" for f in fields}
         group = {"_id": by, "n": {"$sum": 1}}
         rows = with_retry(lambda: list(self.coll(ns).aggregate([
-            {"$group": group}, {"$match": {"n": {"$gt": 1}}}, {"$sort": {"n": -1}}, {"$limit": limit}])),
+            {"$group": group}, {"$match": {"n": {"$gt": 1}}}, {"$sort": {"n": -1}}, {"$limit": limit}],
+            allowDiskUse=True)),  # a big collection's $group outgrows the memory limit before MongoDB 6.0
             what=f"find duplicates on {ns}")
         out = []
         for r in rows:
