@@ -1,7 +1,7 @@
-"""Great Expectations on the target sample (turnout.phases.validation._expectations): each expectation reported by name,
+"""Great Expectations on the target sample (turnout.phases.expectations.expectations): each expectation reported by name,
 and each one able to fail — duplicated keys, a null key, a required attribute missing, unequal counts."""
 
-from turnout.phases.validation import _expectations
+from turnout.phases.expectations import expectations
 
 ALL_PASS = {
     "expect_column_values_to_be_unique(key)": True,
@@ -16,18 +16,18 @@ def sample(*keys, kind=True):
 
 
 def test_a_clean_sample_passes_every_expectation_by_name():
-    r = _expectations(sample("a", "b", "c"), ["kind"], 3, 3)
+    r = expectations(sample("a", "b", "c"), ["kind"], 3, 3)
     assert r == {"success": True, "sample_size": 3, "expectations": ALL_PASS}
 
 
 def test_duplicated_keys_in_the_sample_fail_uniqueness():
-    r = _expectations(sample("a", "b", "a"), ["kind"], 3, 3)
+    r = expectations(sample("a", "b", "a"), ["kind"], 3, 3)
     assert r["success"] is False
     assert r["expectations"] == {**ALL_PASS, "expect_column_values_to_be_unique(key)": False}
 
 
 def test_a_null_key_fails_not_null():
-    r = _expectations(sample("a", None), ["kind"], 2, 2)
+    r = expectations(sample("a", None), ["kind"], 2, 2)
     assert r["success"] is False and r["expectations"]["expect_column_values_to_not_be_null(key)"] is False
     assert r["expectations"]["expect_column_values_to_be_unique(key)"] is True
 
@@ -35,19 +35,19 @@ def test_a_null_key_fails_not_null():
 def test_a_required_attribute_missing_on_one_item_fails_its_expectation():
     s = sample("a", "b", "c")
     s[1]["kind"] = False  # item b lacks the attribute
-    r = _expectations(s, ["kind"], 3, 3)
+    r = expectations(s, ["kind"], 3, 3)
     assert r["success"] is False
     assert r["expectations"] == {**ALL_PASS, "expect_column_values_to_be_in_set(kind)": False}
 
 
 def test_a_required_attribute_absent_from_the_whole_sample_fails_too():
-    r = _expectations([{"key": "a"}, {"key": "b"}], ["kind", "sk"], 2, 2)
+    r = expectations([{"key": "a"}, {"key": "b"}], ["kind", "sk"], 2, 2)
     assert r["success"] is False
     assert r["expectations"]["expect_column_values_to_be_in_set(kind)"] is False
     assert r["expectations"]["expect_column_values_to_be_in_set(sk)"] is False
 
 
 def test_unequal_counts_fail_the_count_expectation():
-    r = _expectations(sample("a", "b"), ["kind"], 3, 2)
+    r = expectations(sample("a", "b"), ["kind"], 3, 2)
     assert r["success"] is False
     assert r["expectations"] == {**ALL_PASS, "expect_column_pair_values_to_be_equal(source_count)": False}

@@ -25,6 +25,7 @@ from ..errors import RecordError, ValidationFailed
 from ..ports import Change
 from ..report import write_report
 from ..runtime import Context
+from .expectations import expectations
 from .reconcile import needs_reconcile, reconcile_deletes
 
 SCAN_SEGMENTS = 4
@@ -206,41 +207,6 @@ def _drill(ctx: Context, bad: set[int], src_key, tgt_key) -> tuple[dict[str, dic
                              "drill_keys_max": max((sum(cells[c] for c in r) for r in rounds), default=0)}
 
 
-def _expectations(sample: list[dict], required: list[str], source_count: int, target_count: int) -> dict:
-    """Great Expectations on the target: key uniqueness and required attributes on a sample of target
-    items, and count equality on the full counts."""
-    import great_expectations as gx
-    import pandas as pd
-
-    ctx = gx.get_context(mode="ephemeral")
-    ds = ctx.data_sources.add_pandas("turnout")
-    results = {}
-
-    def run(name, df, expectations):
-        asset = ds.add_dataframe_asset(name)
-        bd = asset.add_batch_definition_whole_dataframe(f"{name}-batch")
-        batch = bd.get_batch(batch_parameters={"dataframe": df})
-        suite = gx.ExpectationSuite(name=f"{name}-suite", expectations=expectations)
-        r = batch.validate(suite)
-        for er in r.results:
-            cfg = er.expectation_config
-            results[f"{cfg.type}({cfg.kwargs.get('column', cfg.kwargs.get('column_A', ''))})"] = bool(er.success)
-        return r.success
-
-    df = pd.DataFrame(sample or [{"key": None}])
-    exps = [gx.expectations.ExpectColumnValuesToBeUnique(column="key"),
-            gx.expectations.ExpectColumnValuesToNotBeNull(column="key")]
-    for a in required:
-        if a not in df:
-            df[a] = False
-        exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column=a, value_set=[True]))
-    ok1 = run("target_sample", df, exps) if sample else True
-    counts = pd.DataFrame([{"source_count": source_count, "target_count": target_count}])
-    ok2 = run("counts", counts, [gx.expectations.ExpectColumnPairValuesToBeEqual(
-        column_A="source_count", column_B="target_count")])
-    return {"success": bool(ok1 and ok2), "sample_size": len(sample), "expectations": results}
-
-
 def _recheck_round(ctx: Context, differing: dict[str, dict], reconciled: Optional[dict]) -> dict[str, dict]:
     """One round of consistent point reads on both sides; what still differs, with its kind."""
     tr, src, sink, codec = ctx.transform, ctx.source, ctx.sink, ctx.target_codec
@@ -307,7 +273,7 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         still = _recheck_round(ctx, differing, reconciled)
         ctx.progress("validate", recheck_round=rounds, rechecked=len(differing), still_differing=len(still))
         differing = still
-    ge = _expectations(td["sample"], required, source_count, target_count)
+    ge = expectations(td["sample"], required, source_count, target_count)
     kinds = {k: sum(1 for d in differing.values() if d["kind"] == k) for k in ("missing", "extra", "different")}
     counts_equal = source_count == target_count
     result = {

@@ -19,9 +19,49 @@ def facts(source) -> dict:
     return {"source_schema": schema_json(source), "key_escape": KEY_ESCAPE}
 
 
+def encoding_problems(src) -> list[str]:
+    """Binlog encodings the reader does not decode: their transactions would pass unseen while the position
+    moves on, so each is refused, naming the setting and the fix."""
+    out = []
+    if src.global_var("binlog_transaction_compression") == "ON":  # MySQL 8.0.20+
+        out.append("binlog_transaction_compression is ON: Turnout's binlog reader does not decode compressed "
+                   "transaction payloads (every change would be invisible to the capture): SET GLOBAL "
+                   "binlog_transaction_compression = OFF (and in the server's config), and make sure no session "
+                   "turns it on")
+    opts = src.global_var("binlog_row_value_options")
+    if opts and "PARTIAL_JSON" in opts:  # MySQL 8.0.3+
+        out.append("binlog_row_value_options is PARTIAL_JSON: JSON_SET/JSON_REPLACE/JSON_REMOVE updates are "
+                   "logged as partial diffs that Turnout does not apply: SET GLOBAL binlog_row_value_options = ''"
+                   " (and in the server's config)")
+    if src.global_var("log_bin_compress") == "ON":  # MariaDB 10.2+
+        out.append("log_bin_compress is ON: MariaDB writes compressed row events that Turnout's binlog reader "
+                   "does not decode (those changes would be skipped): SET GLOBAL log_bin_compress = OFF (and in "
+                   "the server's config)")
+    return out
+
+
+def cascade_problems(src) -> list[str]:
+    """Foreign keys whose ON DELETE/ON UPDATE action changes a migrated table inside InnoDB: those changes are
+    not written to the binlog as row events, so the capture would never see them."""
+    rows = src.query(
+        "SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME, DELETE_RULE, UPDATE_RULE "
+        "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA=%s", (src.database,))
+    out = []
+    for name, child, parent, on_delete, on_update in rows:
+        acts = [f"ON {what} {rule}" for what, rule in (("DELETE", on_delete), ("UPDATE", on_update))
+                if rule in ("CASCADE", "SET NULL", "SET DEFAULT")]
+        if acts and child in src.tables:
+            out.append(
+                f"foreign key {name} on {src.database}.{child} (-> {parent}) has {' and '.join(acts)}: InnoDB "
+                f"changes {child} rows itself and does not write those changes to the binlog, so the target would "
+                f"keep rows the source lost; change it to RESTRICT/NO ACTION (the application deletes children "
+                f"first), or leave {child} out of mapping.tables")
+    return out
+
+
 def preflight(p: PreflightInputs) -> dict:
     spec, src = p.spec, p.source
-    problems = src.problems()
+    problems = src.problems() + encoding_problems(src) + cascade_problems(src)
     schema = schema_json(src)
     try:
         tr = p.build_transform({"source_schema": schema, "key_escape": KEY_ESCAPE})

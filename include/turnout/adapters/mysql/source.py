@@ -119,8 +119,6 @@ class MySQLSource:
         except Exception as exc:
             out.append(f"user {self.config.user!r} cannot read the binlog position ({exc}): "
                        f"GRANT REPLICATION CLIENT ON *.* TO '{self.config.user}'@'<host>' (MariaDB: BINLOG MONITOR)")
-        out += self.encoding_problems()
-        out += self.cascade_problems()
         schemas = self.schemas(refresh=True)
         for t in self.tables:
             if t not in schemas:
@@ -140,7 +138,7 @@ class MySQLSource:
                 errors.append(f"{stmt}: {exc}")
         raise TurnoutError("; ".join(errors))
 
-    def _global(self, name: str) -> Optional[str]:
+    def global_var(self, name: str) -> Optional[str]:
         """A global variable's value as upper-case text, or None where this server has no such variable."""
         try:
             v = self.query(f"SELECT @@GLOBAL.{name}")[0][0]
@@ -148,44 +146,6 @@ class MySQLSource:
             return None
         text = str(v).upper() if v is not None else ""
         return {"1": "ON", "0": "OFF"}.get(text, text)
-
-    def encoding_problems(self) -> list[str]:
-        """Binlog encodings the reader does not decode: their transactions would pass unseen while the position
-        moves on, so each is refused, naming the setting and the fix."""
-        out = []
-        if self._global("binlog_transaction_compression") == "ON":  # MySQL 8.0.20+
-            out.append("binlog_transaction_compression is ON: Turnout's binlog reader does not decode compressed "
-                       "transaction payloads (every change would be invisible to the capture): SET GLOBAL "
-                       "binlog_transaction_compression = OFF (and in the server's config), and make sure no session "
-                       "turns it on")
-        opts = self._global("binlog_row_value_options")
-        if opts and "PARTIAL_JSON" in opts:  # MySQL 8.0.3+
-            out.append("binlog_row_value_options is PARTIAL_JSON: JSON_SET/JSON_REPLACE/JSON_REMOVE updates are "
-                       "logged as partial diffs that Turnout does not apply: SET GLOBAL binlog_row_value_options = ''"
-                       " (and in the server's config)")
-        if self._global("log_bin_compress") == "ON":  # MariaDB 10.2+
-            out.append("log_bin_compress is ON: MariaDB writes compressed row events that Turnout's binlog reader "
-                       "does not decode (those changes would be skipped): SET GLOBAL log_bin_compress = OFF (and in "
-                       "the server's config)")
-        return out
-
-    def cascade_problems(self) -> list[str]:
-        """Foreign keys whose ON DELETE/ON UPDATE action changes a migrated table inside InnoDB: those changes are
-        not written to the binlog as row events, so the capture would never see them."""
-        rows = self.query(
-            "SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME, DELETE_RULE, UPDATE_RULE "
-            "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA=%s", (self.database,))
-        out = []
-        for name, child, parent, on_delete, on_update in rows:
-            acts = [f"ON {what} {rule}" for what, rule in (("DELETE", on_delete), ("UPDATE", on_update))
-                    if rule in ("CASCADE", "SET NULL", "SET DEFAULT")]
-            if acts and child in self.tables:
-                out.append(
-                    f"foreign key {name} on {self.database}.{child} (-> {parent}) has {' and '.join(acts)}: InnoDB "
-                    f"changes {child} rows itself and does not write those changes to the binlog, so the target would "
-                    f"keep rows the source lost; change it to RESTRICT/NO ACTION (the application deletes children "
-                    f"first), or leave {child} out of mapping.tables")
-        return out
 
     def describe(self) -> SourceInfo:
         rows = self.query("SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES WHERE "
