@@ -88,10 +88,24 @@ class LiveWriter(workload_base.LiveWriterBase):
         self.rnd = self.rng
         self.next_new = existing
         self.hot = [self.rnd.randrange(existing) for _ in range(50)]  # keys changed many times
+        self.avoid: set[int] = set()  # keys the writer leaves alone (the demo damages them on the target)
+        self.touched: set[int] = set()
 
     def key(self, i):
         it = make_item(i)
         return {"pk": it["pk"], "sk": it["sk"]}
+
+    def leaves(self, i: int) -> bool:
+        """Take key i out of the writer's hands from now on; False if the writer has already written it (a
+        change of it may still be on its way to the target)."""
+        self.avoid.add(i)
+        return i not in self.touched and i not in self.hot
+
+    def _mine(self, i: int) -> bool:
+        if i in self.avoid:
+            return False
+        self.touched.add(i)
+        return True
 
     def step(self):
         r = self.rnd.random()
@@ -101,6 +115,8 @@ class LiveWriter(workload_base.LiveWriterBase):
             self.counts["put_new"] += 1
         elif r < 0.6:
             i = self.rnd.choice(self.hot) if self.rnd.random() < 0.5 else self.rnd.randrange(self.next_new)
+            if not self._mine(i):
+                return
             try:
                 self.c.update_item(TableName=self.table, Key=self.key(i), ConditionExpression="attribute_exists(pk)",
                                    UpdateExpression="SET v = v + :one, note = :s ADD tags :t",
@@ -111,12 +127,43 @@ class LiveWriter(workload_base.LiveWriterBase):
                 self.counts["update_of_deleted"] += 1
         elif r < 0.85:
             i = self.rnd.choice(self.hot)
+            if not self._mine(i):
+                return
             self.c.put_item(TableName=self.table, Item=make_item(i, self.rnd.randint(2, 10**6)))
             self.counts["put_again"] += 1
         else:
             i = self.rnd.randrange(self.next_new)
+            if not self._mine(i):
+                return
             self.c.delete_item(TableName=self.table, Key=self.key(i))
             self.counts["delete"] += 1
+
+
+GHOST_BASE = 50_000_000  # item numbers no writer reaches: the damage's extra items
+
+
+def damage(endpoint: str, table: str, indices: list[int], extras: int, seed_: int = 11) -> dict[str, list[dict]]:
+    """Behind Turnout's back, on a DynamoDB-API target: delete the first third of ``indices``' items, alter the
+    rest (an attribute changed, one added), and add ``extras`` items the source never had. Returns the keys per
+    kind (deleted, altered, added)."""
+    c, rnd = client(endpoint), random.Random(seed_)
+    third = len(indices) // 3 if extras else len(indices) // 2
+    out: dict[str, list[dict]] = {"deleted": [], "altered": [], "added": []}
+    for n, i in enumerate(indices):
+        it = make_item(i)
+        key = {"pk": it["pk"], "sk": it["sk"]}
+        if n < third:
+            c.delete_item(TableName=table, Key=key)
+            out["deleted"].append(key)
+        else:
+            c.update_item(TableName=table, Key=key, UpdateExpression="SET note = :n, tampered = :t",
+                          ExpressionAttributeValues={":n": {"S": f"tampered {rnd.random()}"}, ":t": {"BOOL": True}})
+            out["altered"].append(key)
+    for k in range(extras):
+        it = make_item(GHOST_BASE + k)
+        c.put_item(TableName=table, Item=it)
+        out["added"].append({"pk": it["pk"], "sk": it["sk"]})
+    return out
 
 
 def scan_all(endpoint: str, table: str):

@@ -45,6 +45,11 @@ VALIDATION_LATEST = "reports/validation-latest.json"
 CUTOVER_REPORT = "reports/cutover.json"
 LATE_WRITES_REPORT = "reports/cutover-late-writes.json"
 UNIQUE_DUPLICATES_REPORT = "reports/unique-index-duplicates.json"
+REPAIRS = "state/repairs.json"  # every repair and re-copy run: keys repaired, by whom, when
+REPAIR_CHECKPOINT = "repair/checkpoint.json"
+RECOPY = "recopy/"  # recopy/<name>/checkpoint.json: one re-copy's owner record
+SAMPLED = "state/sampled.json"  # the sampled validation while the migration runs
+LOADED_CONFIRMED = "state/target-loaded.json"  # CDC-only runs: a person confirmed the target is loaded
 
 
 def segment(i: int) -> str:
@@ -85,6 +90,19 @@ def deadletter(phase: str, name: str) -> str:
 
 def validation_report(final: bool, at: float) -> str:
     return f"reports/validation-{'final' if final else 'catchup'}-{int(at)}.json"
+
+
+def differences(at: float) -> str:
+    """Every key a validation found differing (jsonl.gz), for the repair and the re-copy."""
+    return f"reports/differences-{int(at)}.jsonl.gz"
+
+
+def repair_report(at: float) -> str:
+    return f"reports/repair-{int(at)}.json"
+
+
+def recopy_report(name: str) -> str:
+    return f"reports/recopy-{name}.json"
 
 
 def reconcile_report(final: bool, at: float) -> str:

@@ -52,6 +52,22 @@ def _dead_letters(st) -> dict:
     return out
 
 
+def _sampled(doc: dict | None) -> dict | None:
+    if not doc:
+        return None
+    return {k: doc.get(k) for k in ("checked", "matched", "rounds", "chunks_sampled", "files_sampled", "at")} | {
+        "pending": len(doc.get("pending") or {}), "persistent": doc.get("persistent", [])[:1000]}
+
+
+def _repairs(st) -> list[dict]:
+    """Every repair and re-copy run, each with every key it wrote (from its own report)."""
+    out = []
+    for run in (st.get_json(layout.REPAIRS) or {}).get("runs", []):
+        rep = st.get_json(run["report"]) or {}
+        out.append({**run, "keys": rep.get("keys", [])})
+    return out
+
+
 def build_report(st, spec, stage: str, *, approval: dict | None = None, now: float | None = None) -> dict:
     """The report's JSON, from staging only."""
     now = time.time() if now is None else now
@@ -98,6 +114,8 @@ def build_report(st, spec, stage: str, *, approval: dict | None = None, now: flo
                                                   for h in hist]},
         "dead_letters": _dead_letters(st),
         "validation": validation,
+        "repairs": _repairs(st),
+        "sampled_validation": _sampled(st.get_json(layout.SAMPLED)),
         "approval": ({**approval, "approved_at_iso": _iso(approval.get("approved_at"))} if approval else
                      {"approved_by": cutover.get("approved_by"), "approved_at": cutover.get("freeze_at"),
                       "approved_at_iso": _iso(cutover.get("freeze_at"))} if cutover else None),
@@ -213,6 +231,8 @@ th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}th{{background:
          ("missing / extra / different", f"{v.get('missing')} / {v.get('extra')} / {v.get('different')}"),
          ("final (after the write freeze)", v.get("final"))])}
 {"<h3>Differing keys</h3><table><tr><th>kind</th><th>key</th></tr>" + keys + "</table>" if keys else ""}
+{_repairs_html(rep.get("repairs") or [])}
+{_sampled_html(rep.get("sampled_validation"))}
 <h2>Approval</h2>
 {_table([("approved by", appr.get("approved_by") or "-"), ("approved at", appr.get("approved_at_iso") or "-")])}
 <h2>Counts per phase</h2>
@@ -235,6 +255,39 @@ th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}th{{background:
 </figcaption></figure>
 </body></html>
 """
+
+
+REPORTED_KEYS = 2000  # repaired keys listed per run in the HTML (the JSON and the run's report list all)
+
+
+def _repairs_html(runs: list[dict]) -> str:
+    if not runs:
+        return ""
+    parts = ["<h2>Repairs and re-copies</h2>"]
+    for r in runs:
+        rows = "".join(
+            f"<tr><td><code>{html.escape(str(k.get('key')))}</code></td><td>{html.escape(str(k.get('kind', '-')))}"
+            f"</td><td>{html.escape(str(k.get('action')))}</td><td>{'yes' if k.get('ok', not k.get('error')) else 'NO'}"
+            f"</td></tr>" for k in r["keys"][:REPORTED_KEYS])
+        more = f"<p>{len(r['keys']) - REPORTED_KEYS} more in {html.escape(r['report'])}</p>" \
+            if len(r["keys"]) > REPORTED_KEYS else ""
+        parts.append(f"<h3>{html.escape(r['kind'])} at {_iso(r.get('at'))} UTC: {len(r['keys'])} keys written "
+                     f"(report <code>{html.escape(r['report'])}</code>)</h3>"
+                     f"<table><tr><th>key</th><th>kind</th><th>action</th><th>matches the source after</th></tr>"
+                     f"{rows}</table>{more}")
+    return "\n".join(parts)
+
+
+def _sampled_html(s: dict | None) -> str:
+    if not s:
+        return ""
+    rows = "".join(f"<tr><td><code>{html.escape(str(p['key']))}</code></td><td>{html.escape(p['kind'])}</td>"
+                   f"<td>{_iso(p.get('confirmed_at'))}</td></tr>" for p in s["persistent"][:REPORTED_KEYS])
+    return ("<h2>Sampled validation while the migration ran</h2>"
+            + _table([("keys checked", s["checked"]), ("matched", s["matched"]), ("pending", s["pending"]),
+                      ("persistent differences", len(s["persistent"])),
+                      ("chunks / change-log files sampled", f"{s['chunks_sampled']} / {s['files_sampled']}")])
+            + (f"<table><tr><th>key</th><th>kind</th><th>confirmed at (UTC)</th></tr>{rows}</table>" if rows else ""))
 
 
 def write_report(ctx, stage: str, *, approval: dict | None = None) -> dict:

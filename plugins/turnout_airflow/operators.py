@@ -188,7 +188,46 @@ class ValidateOperator(TurnoutOperator):
     phase = "validate"
 
     def run_phase(self, ctx, context):
-        return phases.validate(ctx)
+        return phases.validate(ctx, repair_after=ctx.spec.repair.enabled)
+
+
+class RepairOperator(TurnoutOperator):
+    """Re-writes the keys validation found differing (up to repair.max_keys), then validates them again."""
+
+    phase = "repair"
+
+    def run_phase(self, ctx, context):
+        return phases.repair(ctx)
+
+
+class SampledValidationOperator(TurnoutOperator):
+    """Long-running: samples loaded chunks and applied changes on both sides until catch-up has passed."""
+
+    phase = "sampled_validation"
+
+    def run_phase(self, ctx, context):
+        return phases.run_sampled_validation(ctx)
+
+
+class RecopyOperator(TurnoutOperator):
+    """Re-copies the tables/collections, export segments or key list named in the run's params, while the
+    migration's capture and apply keep running."""
+
+    phase = "recopy"
+
+    def run_phase(self, ctx, context):
+        p = context["params"]
+        return phases.recopy(ctx, tables=_listed(p.get("tables")), segments=[int(x) for x in _listed(p.get("segments"))],
+                             keys_file=p.get("keys_file") or None)
+
+
+def _listed(value) -> list:
+    """A form field as a list: a list, or text with one item per line or comma."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if v not in (None, "")]
+    return [v.strip() for v in str(value).replace("\n", ",").split(",") if v.strip()]
 
 
 class CutoverOperator(TurnoutOperator):
@@ -201,7 +240,8 @@ class CutoverOperator(TurnoutOperator):
         answer = context["ti"].xcom_pull(task_ids="approve_cutover") or {}
         who = (answer.get("responded_by_user") or {}).get("name") or (answer.get("responded_by_user") or {}).get("id")
         try:
-            return phases.cutover(ctx, approved_by=who, approved_at=_timestamp(answer.get("responded_at")))
+            return phases.cutover(ctx, approved_by=who, approved_at=_timestamp(answer.get("responded_at")),
+                                  then=answer.get("then"))
         except LateWrites as exc:
             raise AirflowFailException(str(exc)) from None
 
@@ -220,8 +260,57 @@ def _timestamp(value) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else None
 
 
+REPAIR_ALL = "Repair them all, then cut over"
+RECOPY_SEGMENTS = "Re-copy their segments, then cut over"
+THEN = {REPAIR_ALL: "repair", RECOPY_SEGMENTS: "recopy"}
+
+
+def approval_options(repair: dict | None) -> list[str]:
+    """Approve / Reject; when the repair step found more differing keys than it repairs by itself, Approve is
+    not offered (the target is known to differ): repair them, re-copy their segments, or reject."""
+    if (repair or {}).get("status") == "over_limit":
+        return [REPAIR_ALL, RECOPY_SEGMENTS, ApprovalOperator.REJECT]
+    return [ApprovalOperator.APPROVE, ApprovalOperator.REJECT]
+
+
 class CutoverApprovalOperator(ApprovalOperator):
-    """The standard provider's ApprovalOperator; on Reject it also stops the capture and apply."""
+    """The standard provider's ApprovalOperator; on Reject it also stops the capture and apply. When the repair
+    step left more keys than ``repair.max_keys``, it asks "repair them all" / "re-copy their segments" / reject
+    instead; either of the first two approves the cutover, which repairs after the write freeze."""
+
+    def __init__(self, *, spec: dict, spec_file: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.spec_file = spec_file
+
+    def execute(self, context) -> Any:
+        if "repair" in self.upstream_task_ids:
+            self.options = approval_options(context["ti"].xcom_pull(task_ids="repair"))
+        return super().execute(context)
+
+    def validate_chosen_options(self, chosen_options: list[str]) -> None:
+        if diff := set(chosen_options) - {self.APPROVE, self.REJECT, *THEN}:
+            raise ValueError(f"Responses {diff} not in {self.options}")
+
+    def execute_complete(self, context, event: dict[str, Any]) -> Any:
+        chosen = (event.get("chosen_options") or [None])[0]
+        if chosen == self.REJECT:
+            ctx = build_context(self.spec, self.spec_file, context["params"], run_id=context["run_id"], log=self.log,
+                                connections=False)
+            phases.request_stop(ctx, "cutover rejected")
+        then = THEN.get(chosen or "")
+        if then:  # an approval of the cutover, with the repair to run after the freeze
+            self.log.info("TURNOUT approval: %r: the cutover will %s after the write freeze", chosen, then)
+            event = {**event, "chosen_options": [self.APPROVE]}
+        ret = super().execute_complete(context=context, event=event)
+        if then:
+            ret = {**ret, "chosen_options": [chosen], "then": then}
+        return ret
+
+
+class TargetLoadedGateOperator(ApprovalOperator):
+    """CDC-only migrations: a person confirms the target holds a snapshot taken after the recorded position (the
+    apply starts then); Reject stops the capture."""
 
     def __init__(self, *, spec: dict, spec_file: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -230,11 +319,23 @@ class CutoverApprovalOperator(ApprovalOperator):
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         chosen = (event.get("chosen_options") or [None])[0]
+        ctx = build_context(self.spec, self.spec_file, context["params"], run_id=context["run_id"], log=self.log,
+                            connections=False)
         if chosen == self.REJECT:
-            ctx = build_context(self.spec, self.spec_file, context["params"], run_id=context["run_id"], log=self.log,
-                                connections=False)
-            phases.request_stop(ctx, "cutover rejected")
+            phases.request_stop(ctx, "target load not confirmed")
+        else:
+            who = event.get("responded_by_user") or {}
+            phases.confirm_target_loaded(ctx, by=who.get("name") or who.get("id"))
         return super().execute_complete(context=context, event=event)
+
+
+LOADED_BODY = """\
+**CDC-only migration `{{ dag.dag_id }}`** (`export.mode: none`): Turnout recorded the change position at
+{{ (ti.xcom_pull(task_ids='start_cdc') or {}).get('recorded_at') }} (epoch seconds)
+and captures every change since. Load the target another way (an import from S3, a restored backup) **from a
+snapshot taken after that position**, then approve: the apply starts and replays every change since the position
+(a change applied before the load would be overwritten by it). Reject stops the capture.
+"""
 
 
 APPROVAL_BODY = """\
@@ -248,9 +349,18 @@ APPROVAL_BODY = """\
 {{ (ti.xcom_pull(task_ids='catch_up') or {}).get('applied') }} |
 | source / target items | {{ (ti.xcom_pull(task_ids='validate') or {}).get('source_count') }} / \
 {{ (ti.xcom_pull(task_ids='validate') or {}).get('target_count') }} |
-| validation | {{ 'OK' if (ti.xcom_pull(task_ids='validate') or {}).get('ok') else 'NOT OK' }}, \
+| repair | {{ (ti.xcom_pull(task_ids='repair') or {}).get('status', '-') }}: \
+{{ (ti.xcom_pull(task_ids='repair') or {}).get('repaired', 0) }} keys repaired of \
+{{ (ti.xcom_pull(task_ids='repair') or {}).get('pending', 0) }} differing; report \
+{{ (ti.xcom_pull(task_ids='repair') or {}).get('report', '-') }} |
+| validation | {{ 'OK' if (ti.xcom_pull(task_ids='validate') or {}).get('ok') else 'OK after the repair' if \
+(ti.xcom_pull(task_ids='repair') or {}).get('status') == 'repaired' else 'NOT OK' }}, \
 {{ (ti.xcom_pull(task_ids='validate') or {}).get('differences') }} differences; \
 report {{ (ti.xcom_pull(task_ids='validate') or {}).get('report') }} |
+
+If the repair step found more differing keys than it repairs by itself (`repair.max_keys`), Approve is not offered:
+choose to repair them all or to re-copy the export segments that hold them — either after the freeze, before the
+final validation — or reject.
 
 Approve: Turnout drains the change log until nothing new arrives, validates again, stops the capture
 and writes the cutover report. Reject: the run ends without cutover and the capture stops.

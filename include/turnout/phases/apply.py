@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import changelog, layout, state
 from ..codec import stable_bucket
-from ..errors import RecordError
+from ..errors import RecordError, TurnoutError
 from ..fencing import Owned, lease_wait
 from ..ports import Change, WriteResult
 from ..runtime import Context
@@ -233,7 +233,18 @@ def fence_loads(ctx: Context) -> float:
     return wait
 
 
+def confirm_target_loaded(ctx: Context, by: str | None = None) -> dict:
+    """CDC-only migrations: record that the target holds a snapshot taken after the recorded position."""
+    doc = {"confirmed_at": ctx.clock(), "by": by, "run_id": ctx.run_id}
+    ctx.staging.put_json(layout.LOADED_CONFIRMED, doc)
+    return doc
+
+
 def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_batch: int = 50) -> dict:
+    if ctx.spec.export.mode == "none" and not ctx.staging.exists(layout.LOADED_CONFIRMED):
+        raise TurnoutError("export.mode none (CDC only): nobody has confirmed that the target was loaded from a "
+                           "snapshot taken after the recorded position; a change applied before that load would be "
+                           "overwritten by it. Approve confirm_target_loaded once the target is loaded")
     own = owned(ctx, layout.APPLY_CHECKPOINT, "apply", {
         "next_file": 0, "consumed": 0, "puts": 0, "deletes": 0, "stale": 0, "rejected": 0, "newest_ts": None,
         "started_at": ctx.clock()})

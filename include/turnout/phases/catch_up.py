@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from ..errors import DeadLetterError, TurnoutError
+from .. import layout, state
+from ..errors import DeadLetterError, TurnoutError, ValidationFailed
 from ..runtime import Context
 from ..status import lag_status, record_lag
 from ._common import dead_letter_count
 from .redrive import redrive
+from .sampled import fail_fast_reason, request_sampling_stop
 
 
 def catch_up_check(ctx: Context, look: dict) -> tuple[bool, dict]:
@@ -23,6 +25,9 @@ def catch_up_check(ctx: Context, look: dict) -> tuple[bool, dict]:
         dl = dead_letter_count(ctx)
     if dl:
         raise DeadLetterError(f"records in the dead-letter store ({dl}); see {ctx.staging.url}/deadletter/")
+    why = fail_fast_reason(state.load(ctx.staging, layout.SAMPLED), ctx.spec.validation.sample_fail_after)
+    if why:
+        raise ValidationFailed(f"{why}; report {ctx.staging.url}/{layout.SAMPLED}")
     alive = (s["capture_heartbeat_age"] is not None and s["capture_heartbeat_age"] < 60
              and s["apply_heartbeat_age"] is not None and s["apply_heartbeat_age"] < 60)
     under = alive and max(s["lag_seconds"], s.get("gap_in_seconds", 0)) <= cu.lag_threshold_seconds
@@ -36,4 +41,7 @@ def catch_up_check(ctx: Context, look: dict) -> tuple[bool, dict]:
     stable_for = s["at"] - look["under_since"] if "under_since" in look else 0.0
     s.update(alive=alive, stable_for=round(stable_for, 1), threshold=cu.lag_threshold_seconds)
     record_lag(ctx.staging, s)
-    return (under and stable_for >= cu.stable_seconds), s
+    done = under and stable_for >= cu.stable_seconds
+    if done:
+        request_sampling_stop(ctx, "caught up")
+    return done, s

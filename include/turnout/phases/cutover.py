@@ -87,8 +87,25 @@ def _stopped(ctx: Context) -> bool:
     return bool(control.get("stop")) and control.get("why") == "cutover" and bool(cap.get("stopped"))
 
 
+def repair_in_freeze(ctx: Context, then: str) -> dict:
+    """The approval chose to repair (or re-copy the segments of) more differing keys than the repair step takes by
+    itself: done now, on the quiet source, before the final validation proves the result."""
+    from .recopy import recopy, segments_of_differences
+    from .repair import repair
+
+    out: dict = {"then": then}
+    latest = ctx.staging.get_json(layout.VALIDATION_LATEST) or {}
+    if then == "recopy" and latest.get("differences_file"):
+        segs = segments_of_differences(ctx, latest["differences_file"])
+        ctx.log.info("TURNOUT cutover: re-copying export segments %s (they hold the differing keys)", segs)
+        if segs:
+            out["recopy"] = recopy(ctx, segments=segs, name=f"cutover-{int(ctx.clock())}")
+    out["repair"] = repair(ctx, force=True, recheck_wait=0)  # what no segment held (e.g. keys only on the target)
+    return out
+
+
 def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float | None = None,
-            validate_fn: Callable[..., dict] | None = None) -> dict:
+            validate_fn: Callable[..., dict] | None = None, then: str | None = None) -> dict:
     """After the approval (the write freeze): drain, stop capture and apply with a handshake (the capture's last
     poll found the tip after the stop was asked), prove the freeze (no change stamped after it), validate the
     quiet target once, record the result. A change made after the freeze fails the cutover naming its keys,
@@ -124,6 +141,7 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
                 f"could be missing. Keys: {late['first_keys'][:20]}; report {ctx.staging.url}/"
                 f"{layout.LATE_WRITES_REPORT}. Stop the writers and re-run the migration's catch-up and cutover, "
                 "or set cutover.late_writes: apply to accept them")
+    repaired = repair_in_freeze(ctx, then) if then else None
     unique = unique_indexes_in_freeze(ctx)  # on the quiet target: a failure here names real duplicates
     # the target is quiet now: no recheck waits for in-flight writes
     result = (validate_fn or validate)(ctx, final=True, recheck_wait=0)
@@ -135,6 +153,7 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
         "stale_skipped": app.get("stale"),
         "changes_after_freeze": late["count"] if late.get("provable", True) else None,
         "keys_changed_after_freeze": late["first_keys"], "validation": result, **stopped,
+        **({"repaired_in_freeze": repaired} if repaired else {}),
         **({"unique_indexes": {ns: len(v) for ns, v in unique.items()}} if unique else {}),
         **({"reconciled_deletes": (state.load(ctx.staging, layout.RECONCILE) or {}).get("deleted", 0)}
            if needs_reconcile(ctx) else {}),

@@ -22,6 +22,8 @@ def start_cdc(ctx: Context) -> dict:
         else:
             units = ctx.source.plan_units()  # key ranges / scan segments, split after the position is recorded
             kind = "scan" if "scan" in ctx.source.capabilities.export_kinds else "keyset"
+            if mode == "none":  # CDC only: nothing is exported; the units serve re-copies by segment
+                kind = "none"
             plan = {"segments": len(units), "units": units, "mode": kind, "recorded_at": pos["recorded_at"]}
         state.save(st, layout.EXPORT_PLAN, plan)
         state.save(st, layout.POSITIONS, pos)

@@ -16,149 +16,16 @@ key mapping that merges records), and so are unequal counts on the final (quiet)
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 from .. import layout
-from ..codec import Item, stable_bucket
 from ..errors import RecordError, ValidationFailed
 from ..ports import Change
 from ..report import write_report
 from ..runtime import Context
+from .digests import _Cells, _Digest, _Keys, _scan_side
 from .expectations import expectations
 from .reconcile import needs_reconcile, reconcile_deletes
-
-SCAN_SEGMENTS = 4
-CELLS = 64  # pass 2 splits each differing bucket into this many cells
-
-
-def _scan_side(scan: Callable[[int, int], Iterator[Item]], fn, total: int = SCAN_SEGMENTS):
-    def one(seg):
-        acc = fn.new()
-        for it in scan(seg, total):
-            fn.add(acc, it)
-        return acc
-
-    with ThreadPoolExecutor(total) as pool:
-        parts = list(pool.map(one, range(total)))
-    return fn.merge(parts)
-
-
-class _Digest:
-    def __init__(self, buckets: int, key_of, codec, sample: int = 0, required=(), group_of=None):
-        self.buckets, self.key_of, self.codec, self.sample, self.required = buckets, key_of, codec, sample, required
-        self.group_of = group_of
-
-    def new(self):
-        return {"count": [0] * self.buckets, "xor": [0] * self.buckets, "sample": [], "errors": [], "groups": {}}
-
-    def add(self, acc, item):
-        try:
-            item, key, _src_key = self.key_of(item)
-        except RecordError as exc:
-            acc["errors"].append(str(exc))
-            return
-        kt = self.codec.key_text(key)
-        b = stable_bucket(kt, self.buckets)
-        acc["count"][b] += 1
-        acc["xor"][b] ^= int.from_bytes(self.codec.hash(item), "big")
-        if self.group_of is not None:
-            g = self.group_of(item) or "(unknown)"
-            acc["groups"][g] = acc["groups"].get(g, 0) + 1
-        if len(acc["sample"]) < self.sample:
-            acc["sample"].append({"key": kt, **{a: (a in item) for a in self.required}})
-
-    def merge(self, parts):
-        out = self.new()
-        for p in parts:
-            for b in range(self.buckets):
-                out["count"][b] += p["count"][b]
-                out["xor"][b] ^= p["xor"][b]
-            out["sample"].extend(p["sample"][: max(0, self.sample - len(out["sample"]))])
-            out["errors"].extend(p["errors"])
-            for g, n in p["groups"].items():
-                out["groups"][g] = out["groups"].get(g, 0) + n
-        return out
-
-
-class _CellScan:
-    """What passes 2 and 3 share: an item's transformed form, keys and cell (None for a malformed record, which
-    pass 1 already counted)."""
-
-    def __init__(self, buckets: int, key_of, codec):
-        self.buckets, self.key_of, self.codec = buckets, key_of, codec
-
-    def locate(self, item):
-        try:
-            item, key, src_key = self.key_of(item)
-        except RecordError:
-            return None
-        kt = self.codec.key_text(key)
-        return item, key, src_key, kt, stable_bucket(kt, self.buckets * CELLS)
-
-
-class _Cells(_CellScan):
-    """Pass 2: count and XOR per cell of the differing buckets (cell = finer hash of the target key)."""
-
-    def __init__(self, buckets: int, wanted: set[int], key_of, codec):
-        super().__init__(buckets, key_of, codec)
-        self.wanted = wanted
-
-    def new(self):
-        return {}
-
-    def add(self, acc, item):
-        found = self.locate(item)
-        if found is None:
-            return
-        item, _key, _src, _kt, cell = found
-        if cell % self.buckets in self.wanted:
-            c = acc.setdefault(cell, [0, 0])
-            c[0] += 1
-            c[1] ^= int.from_bytes(self.codec.hash(item), "big")
-
-    def merge(self, parts):
-        out: dict[int, list[int]] = {}
-        for p in parts:
-            for cell, (n, x) in p.items():
-                c = out.setdefault(cell, [0, 0])
-                c[0] += n
-                c[1] ^= x
-        return out
-
-
-class _Keys(_CellScan):
-    """Pass 3: key -> (key, hash, source key) in the wanted cells, and keys seen twice (two records, one key)."""
-
-    def __init__(self, buckets: int, cells: set[int], key_of, codec):
-        super().__init__(buckets, key_of, codec)
-        self.cells = cells
-
-    def new(self):
-        return {"keys": {}, "dups": {}}
-
-    def add(self, acc, item):
-        found = self.locate(item)
-        if found is None:
-            return
-        item, key, src_key, kt, cell = found
-        if cell in self.cells:
-            if kt in acc["keys"]:
-                acc["dups"].setdefault(kt, [acc["keys"][kt][2]]).append(src_key)
-            acc["keys"][kt] = (key, self.codec.hash(item), src_key)
-
-    def merge(self, parts):
-        out = self.new()
-        for p in parts:
-            for kt, v in p["keys"].items():
-                if kt in out["keys"]:  # seen in another part too: both parts' source keys
-                    prev = out["dups"].get(kt) or [out["keys"][kt][2]]
-                    out["dups"][kt] = prev + [s for s in (p["dups"].get(kt) or [v[2]]) if s not in prev]
-                elif kt in p["dups"]:
-                    out["dups"][kt] = list(p["dups"][kt])
-                out["keys"][kt] = v
-        return out
-
 
 def _key_words(codec, key) -> str:
     """A source key for a report line, whatever its type."""
@@ -232,7 +99,47 @@ def _recheck_round(ctx: Context, differing: dict[str, dict], reconciled: Optiona
     return still
 
 
-def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float] = None) -> dict:
+def _why_failed(result: dict, rounds: int, malformed: int) -> str:
+    why = []
+    if result["differences"]:
+        named = [d["key"] for d in result["differing_keys"][:5]]
+        why.append(f"{result['differences']} keys differ after {rounds} rechecks (missing={result['missing']}, "
+                   f"extra={result['extra']}, different={result['different']}; first: {', '.join(named)})")
+    if result["duplicates"]:
+        d0 = result["duplicate_keys"][0]
+        why.append(f"{result['duplicates']} target keys have more than one source record (the key mapping merges "
+                   f"records; e.g. {d0['key']} <- {', '.join(d0['source_keys'])})")
+    if result["final"] and not result["counts_equal"]:
+        why.append(f"counts differ on the quiet target: source {result['source_count']}, target "
+                   f"{result['target_count']}")
+    if malformed:
+        why.append(f"{malformed} malformed records")
+    return "; ".join(why)
+
+
+def write_differences(ctx: Context, differing: dict[str, dict], at: float) -> Optional[str]:
+    """Every differing key (target key, its source key, kind) into staging, for the repair and the re-copy."""
+    if not differing:
+        return None
+    rows = []
+    for kt, d in differing.items():
+        src = None
+        if d.get("src_key") is not None:
+            try:
+                src = ctx.source_codec.to_json(d["src_key"])
+            except Exception:  # a source key the codec cannot render: the repair deletes by the target key
+                src = None
+        rows.append({"key_text": kt, "kind": d["kind"], "key": ctx.target_codec.to_json(d["key"]), "source_key": src})
+    name = layout.differences(at)
+    ctx.staging.put_jsonl_gz(name, rows)
+    return name
+
+
+def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float] = None,
+             repair_after: bool = False) -> dict:
+    """Validate the target against the source. ``repair_after``: differing keys do not fail it (the repair step
+    that follows re-writes them and validates them again); merged keys, malformed records and failed
+    expectations still do."""
     v = ctx.spec.validation
     tr, src, sink = ctx.transform, ctx.source, ctx.sink
     t0 = time.monotonic()
@@ -249,7 +156,12 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         return t, tr.target_key_of(t), tr.source_key_from(item)
 
     def tgt_key(item):
-        return item, tr.target_key_of(item), tr.source_key_of(item)
+        key = tr.target_key_of(item)
+        try:
+            src = tr.source_key_of(item)
+        except RecordError:  # a target item no source record can have made (e.g. written behind Turnout's back)
+            src = None
+        return item, key, src
 
     required = list(ctx.spec.mapping.required)
     sd = _scan_side(src.scan, _Digest(v.buckets, src_key, codec, group_of=group_of))
@@ -302,6 +214,8 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         "seconds": round(time.monotonic() - t0, 2),
         "at": ctx.clock(),
     }
+    result["differences_file"] = write_differences(ctx, differing, result["at"])
+    result["repair_pending"] = bool(differing) and repair_after
     name = layout.validation_report(final, result["at"])
     ctx.staging.put_json(name, result)
     ctx.staging.put_json(layout.VALIDATION_LATEST, result)
@@ -319,25 +233,13 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         ctx.log.error("TURNOUT validation difference kind=%s key=%s", d["kind"], d["key"])
     for d in result["duplicate_keys"][:20]:
         ctx.log.error("TURNOUT validation: source records %s all map to target key %s", d["source_keys"], d["key"])
-    if not result["ok"]:
-        named = [d["key"] for d in result["differing_keys"][:5]]
-        why = []
-        if differing:
-            why.append(f"{len(differing)} keys differ after {rounds} rechecks (missing={kinds['missing']}, "
-                       f"extra={kinds['extra']}, different={kinds['different']}; first: {', '.join(named)})")
-        if dups:
-            d0 = result["duplicate_keys"][0]
-            why.append(f"{len(dups)} target keys have more than one source record (the key mapping merges records; "
-                       f"e.g. {d0['key']} <- {', '.join(d0['source_keys'])})")
-        if final and not counts_equal:
-            why.append(f"counts differ on the quiet target: source {source_count}, target {target_count}")
-        if sd["errors"] or td["errors"]:
-            why.append(f"{len(sd['errors']) + len(td['errors'])} malformed records")
-        raise ValidationFailed("; ".join(why) + f"; report {result['report']}")
+    malformed = len(sd["errors"]) + len(td["errors"])
+    if not result["ok"] and not (result["repair_pending"] and not dups and not malformed):
+        raise ValidationFailed(_why_failed(result, rounds, malformed) + f"; report {result['report']}")
     if not ge["success"] and final:
         raise ValidationFailed(f"Great Expectations failed on the target: {ge['expectations']}")
     return {k: result[k] for k in ("ok", "source_count", "target_count", "differences", "duplicates",
-                                    "differences_first_pass",
+                                    "differences_first_pass", "repair_pending",
                                     "recheck_rounds", "report") + (("per_table",) if group_of else ())
                                    + (("reconciled_deletes",) if reconciled is not None else ())} | {
         "expectations_ok": ge["success"]} | ({"audit_report": audit} if audit else {})

@@ -15,8 +15,10 @@ from .sides import Strict
 
 
 class Export(Strict):
-    mode: Literal["scan", "native"] = Field(
-        default="scan", description="scan: parallel Scan; native: read an ExportTableToPointInTime export in S3"
+    mode: Literal["scan", "native", "none"] = Field(
+        default="scan", description="scan: parallel Scan; native: read an ExportTableToPointInTime export in S3; "
+        "none: CDC only (the target is loaded another way, from a snapshot taken after the recorded position: "
+        "the apply waits for a person to confirm it is loaded)"
     )
     segments: Union[int, Literal["auto"]] = "auto"
     target_segment_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="size per segment when auto")
@@ -76,6 +78,24 @@ class Validation(Strict):
     max_reported_keys: int = Field(default=1000, gt=0)
     max_drill_keys: int = Field(default=200_000, gt=0, description=(
         "the most keys the drill-down holds in memory at once; beyond it, it rescans in rounds"))
+    sample_fraction: float = Field(default=0.05, ge=0, le=1, description=(
+        "sampled validation while the migration runs: this fraction of the loaded chunks and applied change-log "
+        "files has its keys compared on both sides (0 = off)"))
+    sample_keys_per_round: int = Field(default=2000, gt=0, description="keys one sampling round reads at most")
+    sample_interval_seconds: float = Field(default=15, gt=0, description="pause between two sampling rounds")
+    sample_min_recheck_seconds: float = Field(default=10, ge=0, description=(
+        "a sampled key that differs is rechecked after the current lag, and at least this long after"))
+    sample_fail_after: int = Field(default=0, ge=0, description=(
+        "fail fast: stop the run once this many sampled keys differ persistently (0 = report only)"))
+
+
+class Repair(Strict):
+    enabled: bool = Field(default=True, description=(
+        "the repair step: differing keys found before the approval are re-read from the source and written again"))
+    max_keys: int = Field(default=1000, ge=0, description=(
+        "repair at most this many keys by itself; above it, the approval asks (repair them, re-copy their "
+        "segments, or reject)"))
+    rounds: int = Field(default=5, gt=0, description="source reads per key until what was written stays current")
 
 
 class Cutover(Strict):
