@@ -319,9 +319,38 @@ class Migration:
         say("answering the cutover approval through Airflow's REST API (PATCH .../hitlDetails: Approve); "
             "run with --approve ui to answer it yourself in the Required actions page")
 
+    def damage_target(self, n: int) -> dict:
+        """Behind Turnout's back: delete, alter and add ``n`` target items in all (keys the live writer has not
+        written and will now leave alone, so only the repair can put them right)."""
+        if ROUTES[self.route].spec != "demo_orders_to_alternator":
+            raise SystemExit("--damage is built for ROUTE=dynamodb-alternator (the target's items are damaged with "
+                             "boto3 on its DynamoDB API)")
+        import random
+
+        extras = n // 3
+        cands = random.Random(5).sample(range(self.items), min(self.items, max(n * 40, 1)))
+        picked = [i for i in cands if self.writer.leaves(i)][: n - extras]
+        if len(picked) < n - extras:
+            raise RuntimeError(f"only {len(picked)} untouched items to damage")
+        hurt = workload.damage(self.eps["target"]["endpoint"], TABLE, picked, extras)
+        say(f"DAMAGE behind Turnout's back on the target: {len(hurt['deleted'])} items deleted, "
+            f"{len(hurt['altered'])} altered, {len(hurt['added'])} added")
+        return hurt
+
+    def damage_accounted(self, hurt: dict) -> dict:
+        """The damaged keys against the audit report's repairs (every one must be listed, matching after)."""
+        from turnout.codec import key_text
+
+        audit = self.staged("reports/audit-cutover.json") or {}
+        repaired = {k["key"] for run in audit.get("repairs", []) for k in run["keys"] if k.get("ok", True)}
+        want = {key_text(k) for keys in hurt.values() for k in keys}
+        return {"damaged": len(want), "listed_as_repaired": len(want & repaired),
+                "not_listed": sorted(want - repaired)[:20]}
+
     def run_to_end(self, conf: dict | None = None, approve: str = "api", kill: bool = False,
-                   timeout: float = 1800, on_tick=None) -> dict:
-        """``on_tick(states, run_id)``, if given, is called on every poll until the approval is waiting."""
+                   timeout: float = 1800, on_tick=None, damage: int = 0) -> dict:
+        """``on_tick(states, run_id)``, if given, is called on every poll until the approval is waiting.
+        ``damage``: once the load is done, damage that many target items (see damage_target)."""
         self.start_writer()
         run_id = self.trigger(conf)
         killed: dict[str, int] = {}
@@ -330,9 +359,15 @@ class Migration:
         if kill:
             assassin.start()
 
+        hurt: dict = {}
+
         def killer(st):
             if on_tick:
                 on_tick(st, run_id)
+            loads = st.get("load", [])
+            if damage and not hurt and loads and all(x == "success" for x in loads) and "running" in st.get(
+                    "apply", []):
+                hurt.update(self.damage_target(damage))
 
         self.wait_for(run_id, lambda st, run: "awaiting_input" in st.get("approve_cutover", []),
                       "the cutover approval", timeout=timeout, on_tick=killer)
@@ -345,7 +380,7 @@ class Migration:
         final = self.answer_until_done(run_id, "Approve" if approve == "api" else None, timeout)
         run = self.af.run(self.dag_id, run_id)
         return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed,
-                "writer_errors": list(self.writer.errors)}
+                "writer_errors": list(self.writer.errors), "damage": hurt}
 
     def _kill_midway(self, killed: dict[str, int], done: threading.Event) -> None:
         """SIGKILL a load task while it writes (first try), then the capture: watched from staging every 0.3 s, in
@@ -420,17 +455,26 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=str(ROOT / ".demo"))
     ap.add_argument("--executor", choices=["local", "celery"], default="local",
                     help="celery: CeleryExecutor with a private PostgreSQL and Redis and two celery workers")
+    ap.add_argument("--damage", type=int, default=0, metavar="N",
+                    help="after the load, delete/alter/add N target items behind Turnout's back; the run must "
+                         "repair them (ROUTE=dynamodb-alternator)")
     ap.add_argument("--staging", choices=["local", "s3"], default="local",
                     help="s3: staging in a bucket on the stack's S3 (moto), as with several worker hosts")
     a = ap.parse_args(argv)
     m = Migration(Path(a.workdir), a.items, a.writer_rate, route=a.route, executor=a.executor, staging=a.staging)
     try:
         m.setup()
-        res = m.run_to_end(approve=a.approve)
+        res = m.run_to_end(approve=a.approve, damage=a.damage)
         s = m.summary()
         say(f"run {res['run_id']}: {res['state']}")
         print(json.dumps({k: v for k, v in s.items() if k != "cmp"}, indent=2))
         ok = res["state"] == "success" and s["independent_full_compare"]["differences"] == 0
+        if a.damage:
+            acc = m.damage_accounted(res["damage"]) if res["damage"] else {"damaged": 0, "listed_as_repaired": 0}
+            say(f"damage: {acc['damaged']} keys damaged after the load; {acc['listed_as_repaired']} listed as "
+                f"repaired in the audit report" + (f"; NOT listed: {acc['not_listed']}" if acc.get("not_listed")
+                                                    else ""))
+            ok = ok and acc["damaged"] == a.damage and acc["listed_as_repaired"] == a.damage
         if not ok:
             say(f"FAILED: {s['cmp']}")
         else:

@@ -79,6 +79,13 @@ class LiveWriter(workload_base.LiveWriterBase):
         self.ids: dict[str, list] = {}
         self.c = None
         self.n = self.k = 0
+        self.leave: set = set()  # (ns, _id) the writer no longer changes (a test damages them on the target)
+        self.touched: set = set()
+
+    def leaves(self, ns: str, _id) -> bool:
+        """From now on the writer leaves this document alone; False if it has changed it already."""
+        self.leave.add((ns, _id))
+        return (ns, _id) not in self.touched
 
     def open(self) -> None:
         self.c = client(self.uri)
@@ -89,6 +96,12 @@ class LiveWriter(workload_base.LiveWriterBase):
     def close(self) -> None:
         if self.c is not None:
             self.c.close()
+
+    def _mine(self, ns: str, _id) -> bool:
+        if (ns, _id) in self.leave:
+            return False
+        self.touched.add((ns, _id))
+        return True
 
     def step(self) -> None:
         rng, n = self.rng, self.n
@@ -104,15 +117,23 @@ class LiveWriter(workload_base.LiveWriterBase):
             ids.append(_id)
             self.counts["insert"] += 1
         elif r < 0.6:
-            col.update_one({"_id": rng.choice(ids[-200:] if rng.random() < 0.5 else ids)},
+            _id = rng.choice(ids[-200:] if rng.random() < 0.5 else ids)
+            if not self._mine(ns, _id):
+                return
+            col.update_one({"_id": _id},
                            {"$set": {"score": rng.uniform(0, 1), "maybe": f"u{n}", "address.city": "Quito"}})
             self.counts["update"] += 1
         elif r < 0.8:
             _id = rng.choice(ids)
+            if not self._mine(ns, _id):
+                return
             col.replace_one({"_id": _id}, {**_doc(rng, n, ns), "replaced": True})
             self.counts["replace"] += 1
         else:
-            _id = ids.pop(rng.randrange(len(ids)))
+            _id = ids[rng.randrange(len(ids))]
+            if not self._mine(ns, _id):
+                return
+            ids.remove(_id)
             col.delete_one({"_id": _id})
             self.counts["delete"] += 1
 

@@ -168,6 +168,7 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
     hist = st.get_json(layout.LAG_HISTORY) or []
     step = max(1, len(hist) // history_points)
     validation = st.get_json(layout.VALIDATION_LATEST)
+    sampled = st.get_json(layout.SAMPLED)
     dead: dict[str, int] = {}
     for k in st.list(layout.DEADLETTER):
         phase = k.split("/")[1]
@@ -186,7 +187,12 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
         "lag_history": [{k: h.get(k) for k in ("at", "lag_seconds", "backlog")} for h in hist[::step]],
         "validation": {k: validation.get(k) for k in ("ok", "final", "source_count", "target_count", "differences",
                                                       "missing", "extra", "different", "at")} | {
-            "differing_keys": (validation.get("differing_keys") or [])[:10]} if validation else None,
+            "differing_keys": (validation.get("differing_keys") or [])[:10],
+            "repaired": validation.get("repaired")} if validation else None,
+        "sampled": {"checked": sampled.get("checked", 0), "pending": len(sampled.get("pending") or {}),
+                    "persistent": len(sampled.get("persistent") or []),
+                    "persistent_keys": [p["key"] for p in (sampled.get("persistent") or [])[:10]],
+                    "at": sampled.get("at")} if sampled else None,
         "dead_letter_files": dead,
         "cutover": {k: cutover.get(k) for k in ("at", "approved_by", "final_lag_seconds", "changes_applied")}
         if cutover else None,

@@ -27,8 +27,8 @@ from airflow.api_fastapi.core_api.security import get_user
 
 log = logging.getLogger(__name__)
 
-MAIN_TASKS = ("preflight", "start_cdc", "capture", "export", "load", "apply", "catch_up", "validate",
-              "approve_cutover", "cutover")
+MAIN_TASKS = ("preflight", "start_cdc", "capture", "export", "load", "apply", "sampled_validation", "catch_up",
+              "validate", "repair", "approve_cutover", "cutover")
 
 
 # ------------------------------------------------------------------------------------------ sources
@@ -211,6 +211,14 @@ def render_row(row: dict, report_base: str) -> str:
                  f'differences{" (final)" if val.get("final") else ""}')
     else:
         vtext = "not yet"
+    if val and val.get("repaired"):
+        vtext += f"<br><small>{_n(val['repaired'])} keys repaired</small>"
+    smp = st.get("sampled")
+    if smp:  # the sampled validation while the migration runs: a persistent difference shows here at once
+        cls = "bad sampled" if smp["persistent"] else "sampled"
+        vtext += (f'<br><small class="{cls}">sampled: {_n(smp["checked"])} keys checked, {smp["pending"]} '
+                  f'pending, {smp["persistent"]} differ'
+                  + (f' ({e(", ".join(smp["persistent_keys"]))})' if smp["persistent"] else "") + "</small>")
     dead = sum((st.get("dead_letter_files") or {}).values())
     if dead:  # fail closed, and say so where the operator looks
         vtext += (f'<br><span class="bad dead">dead letters: {dead} files '
@@ -235,7 +243,8 @@ data-segments-total="{exp.get('segments', 0)}" data-items="{load.get('written', 
 data-backlog="{lag.get('backlog', '')}" data-lag="{lag.get('lag_seconds', '')}" data-lag-at="{lag.get('at', '')}" \
 data-captured="{lag.get('captured', '')}" data-applied="{lag.get('applied', '')}" \
 data-lag-samples="{len(st.get('lag_history') or [])}" \
-data-validation="{'' if not val else 'ok' if val.get('ok') else 'failed'}" data-dead-letter-files="{dead}">
+data-validation="{'' if not val else 'ok' if val.get('ok') else 'failed'}" data-dead-letter-files="{dead}" \
+data-sampled-differences="{(st.get('sampled') or {}).get('persistent', '')}">
 <td><b>{e(row['name'])}</b><br><small>{e(row['route'])}<br>run: {e(str((row.get('run') or {}).get('state')))}</small>
 {('<br><span class="bad">' + e(row['error']) + '</span>') if row.get('error') else ''}</td>
 <td class="phase" title="{e(verdict)}">{e(row['phase'])}{('<br>' + approval) if approval else ''}</td>
