@@ -147,7 +147,7 @@ def damage(endpoint: str, table: str, indices: list[int], extras: int, seed_: in
     rest (an attribute changed, one added), and add ``extras`` items the source never had. Returns the keys per
     kind (deleted, altered, added)."""
     c, rnd = client(endpoint), random.Random(seed_)
-    third = len(indices) // 3 if extras else len(indices) // 2
+    third = -(-len(indices) // 3) if extras else len(indices) // 2  # with extras: a third (rounded up) deleted
     out: dict[str, list[dict]] = {"deleted": [], "altered": [], "added": []}
     for n, i in enumerate(indices):
         it = make_item(i)

@@ -167,3 +167,31 @@ def test_mysql_connection_becomes_adapter_config_or_a_named_error(monkeypatch, t
         "db.internal", 3307, "turnout", "pw", "shop", {"ca": "/etc/ca.pem"})
     with pytest.raises(PreflightError, match=r"specs/s.yaml: source.conn_id: Airflow connection 'nope' is not defined"):
         mysql_config("nope", "shop", "specs/s.yaml: source.conn_id")
+
+
+def test_approval_options_follow_the_repair_and_a_cdc_only_dag_gates_the_apply(tmp_path):
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from turnout.spec import parse_spec
+    from turnout_airflow import operators as ops
+    from turnout_airflow.factory import build_dag
+
+    assert ops.approval_options(None) == ["Approve", "Reject"]
+    assert ops.approval_options({"status": "repaired", "repaired": 4}) == ["Approve", "Reject"]
+    assert ops.approval_options({"status": "over_limit", "pending": 5000}) == [
+        ops.REPAIR_ALL, ops.RECOPY_SEGMENTS, "Reject"]
+    assert ops._listed("a, b\nc") == ["a", "b", "c"] and ops._listed(["x", ""]) == ["x"] and ops._listed(None) == []
+    spec = parse_spec("name: cdc\nsource: {kind: dynamodb, conn_id: s, table: t}\n"
+                      "target: {kind: dynamodb, conn_id: d, table: t}\n"
+                      f"staging: {{url: '{tmp_path}'}}\nexport: {{mode: none}}\n")
+    dag = build_dag(spec)
+    gate = dag.get_task("confirm_target_loaded")
+    assert isinstance(gate, ApprovalOperator) and gate.upstream_task_ids == {"start_cdc"}
+    assert dag.get_task("apply").upstream_task_ids == {"confirm_target_loaded"}
+    assert not {"export", "load"} & set(dag.task_ids)
+    approval = dag.get_task("approve_cutover")
+    approval.validate_chosen_options([ops.REPAIR_ALL])  # accepted though not in the parse-time options
+    import pytest
+
+    with pytest.raises(ValueError):
+        approval.validate_chosen_options(["Cut over anyway"])

@@ -71,7 +71,7 @@ def test_repair_of_missing_extra_and_different_keys_under_a_live_writer(stack, t
     mid = phases.validate(ctx, repair_after=True)
     assert not mid["ok"] and mid["repair_pending"] and mid["differences"] == 30, mid
     latest = ctx.staging.get_json(layout.VALIDATION_LATEST)
-    assert (latest["missing"], latest["extra"], latest["different"]) == (6, 10, 14)
+    assert (latest["missing"], latest["extra"], latest["different"]) == (7, 10, 13)
 
     out = phases.repair(ctx)
     assert out["status"] == "repaired" and out["repaired"] == 30 and out["deletes"] == 10 and out["puts"] == 20
