@@ -281,9 +281,11 @@ class Migration:
             return ""
         return f"| captured={cap['records']} applied={(app or {}).get('consumed', 0)}"
 
-    def answer_until_done(self, run_id: str, option: str | None, timeout: float = 900) -> dict:
+    def answer_until_done(self, run_id: str, option: str | None, timeout: float = 900, task_id: str = "approve_cutover",
+                          until=None) -> dict:
         """Answer the approval once it is really waiting (state awaiting_input, HITL details present),
-        and again if Airflow re-asks it (a retry after a deferral race); return when the run ends."""
+        and again if Airflow re-asks it (a retry after a deferral race); return when the run ends (or, with
+        ``until(states, run)``, when that holds)."""
         answered: set[int] = set()
         announced = False
 
@@ -294,22 +296,23 @@ class Migration:
                     self.approve(run_id, "ui")
                     announced = True
                 return
-            if "awaiting_input" not in st.get("approve_cutover", []):
+            if "awaiting_input" not in st.get(task_id, []):
                 return
-            tis = [t for t in self.af.task_instances(self.dag_id, run_id) if t["task_id"] == "approve_cutover"]
+            tis = [t for t in self.af.task_instances(self.dag_id, run_id) if t["task_id"] == task_id]
             try_number = tis[0]["try_number"] if tis else 0
             if try_number in answered:
                 return
             pending = [d for d in self.af.pending_approvals()
-                       if d.get("task_instance", {}).get("dag_run_id", run_id) == run_id]
+                       if d.get("task_instance", {}).get("dag_run_id", run_id) == run_id
+                       and d.get("task_instance", {}).get("task_id", task_id) == task_id]
             if pending:
                 self.approvals.append(pending[0])
-                if not answered:
+                if not answered and task_id == "approve_cutover":
                     self.approve(run_id, "api")
-                self.af.answer(self.dag_id, run_id, "approve_cutover", option)
+                self.af.answer(self.dag_id, run_id, task_id, option)
                 answered.add(try_number)
 
-        return self.wait_for(run_id, lambda st, run: run["state"] in ("success", "failed"), "run end",
+        return self.wait_for(run_id, until or (lambda st, run: run["state"] in ("success", "failed")), "run end",
                              timeout=timeout, on_tick=tick)
 
     def approve(self, run_id: str, how: str = "api") -> None:
@@ -381,6 +384,36 @@ class Migration:
         run = self.af.run(self.dag_id, run_id)
         return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed,
                 "writer_errors": list(self.writer.errors), "damage": hurt}
+
+    def run_fallback(self, approve_timeout: float = 1800) -> dict:
+        """The way back (spec fallback.enabled): migrate under the writer and cut over; then the application writes
+        to the *target* while the reverse replicates into the source; freeze the target and answer "Roll back"
+        through the REST API; return when the run ends."""
+        self.start_writer()
+        run_id = self.trigger()
+        self.wait_for(run_id, lambda st, run: "awaiting_input" in st.get("approve_cutover", []),
+                      "the cutover approval", timeout=approve_timeout)
+        say(f"writes frozen on the source (live writer stopped): {self.writer.stop()}")
+        self.answer_until_done(run_id, "Approve", until=lambda st, run: "awaiting_input" in st.get(
+            "fallback_decision", []) or run["state"] == "failed", timeout=approve_timeout)
+        if self.af.run(self.dag_id, run_id)["state"] == "failed":
+            return {"run_id": run_id, "state": "failed"}
+        say("cut over; the application now writes to the TARGET, and the reverse replicates into the source")
+        tw = workload.LiveWriter(self.eps["target"]["endpoint"], TABLE, self.items, rate=self.writer_rate, seed_=7)
+        tw.start()
+        deadline = time.time() + 600
+        while time.time() < deadline:  # until the way back has carried a good number of the target's writes
+            back = self.staged("fallback/apply/checkpoint.json") or {}
+            if back.get("consumed", 0) >= 200:
+                break
+            time.sleep(2)
+        counts = tw.stop()
+        say(f"writes frozen on the target: {counts}; {back.get('consumed', 0)}+ changes sent back so far; "
+            "answering the fallback decision: Roll back (REST API)")
+        final = self.answer_until_done(run_id, "Roll back", task_id="fallback_decision", timeout=approve_timeout)
+        fb = self.staged("state/fallback.json") or {}
+        return {"run_id": run_id, "state": self.af.run(self.dag_id, run_id)["state"], "tasks": final,
+                "target_writer": counts, "fallback": fb}
 
     def _kill_midway(self, killed: dict[str, int], done: threading.Event) -> None:
         """SIGKILL a load task while it writes (first try), then the capture: watched from staging every 0.3 s, in
@@ -455,15 +488,21 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=str(ROOT / ".demo"))
     ap.add_argument("--executor", choices=["local", "celery"], default="local",
                     help="celery: CeleryExecutor with a private PostgreSQL and Redis and two celery workers")
+    ap.add_argument("--fallback", action="store_true",
+                    help="the way back: after cutover the writer writes to the target, the reverse replicates into "
+                         "the source, and the demo answers Roll back (ROUTE=dynamodb-alternator)")
     ap.add_argument("--damage", type=int, default=0, metavar="N",
                     help="after the load, delete/alter/add N target items behind Turnout's back; the run must "
                          "repair them (ROUTE=dynamodb-alternator)")
     ap.add_argument("--staging", choices=["local", "s3"], default="local",
                     help="s3: staging in a bucket on the stack's S3 (moto), as with several worker hosts")
     a = ap.parse_args(argv)
-    m = Migration(Path(a.workdir), a.items, a.writer_rate, route=a.route, executor=a.executor, staging=a.staging)
+    m = Migration(Path(a.workdir), a.items, a.writer_rate, route=a.route, executor=a.executor, staging=a.staging,
+                  spec_overrides={"fallback.enabled": True} if a.fallback else None)
     try:
         m.setup()
+        if a.fallback:
+            return _fallback_demo(m)
         res = m.run_to_end(approve=a.approve, damage=a.damage)
         s = m.summary()
         say(f"run {res['run_id']}: {res['state']}")
@@ -489,6 +528,25 @@ def main(argv=None) -> int:
         else:
             say(f"left running: Airflow {m.af.url if m.af else '-'}; stop with `make stack-down` and kill PIDs in "
                 f"{a.workdir}/airflow/*.pid")
+
+
+def _fallback_demo(m: Migration) -> int:
+    if m.route != "dynamodb-alternator":
+        raise SystemExit("--fallback is built for ROUTE=dynamodb-alternator (the Mongo route's way back is in "
+                         "tests/integration/test_fallback.py)")
+    res = m.run_fallback()
+    fb = res.get("fallback") or {}
+    cmp = workload.full_compare(m.source_endpoint, TABLE, m.eps["target"]["endpoint"], TABLE)
+    say(f"run {res['run_id']}: {res['state']}; fallback {fb.get('decision')} by {fb.get('decided_by')}: "
+        f"{fb.get('changes_sent_back')} changes sent back to the source; validation of source = target: "
+        f"{'OK' if (fb.get('validation') or {}).get('ok') else 'NOT OK'}")
+    ok = res["state"] == "success" and fb.get("decision") == "rolled back" and cmp["differences"] == 0
+    if ok:
+        say(f"OK: rolled back; independent comparison source = target ({cmp['source']} items): zero differences")
+        say(f"audit report: {m.stage().url}/reports/audit-fallback.html")
+    else:
+        say(f"FAILED: {cmp}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

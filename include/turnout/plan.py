@@ -66,6 +66,17 @@ def task_plan(spec: MigrationSpec) -> list[TaskSpec]:
         TaskSpec("approve_cutover", "approval", (gate_after,), doc="a person confirms writes are frozen"),
         TaskSpec("cutover", "cutover", ("approve_cutover",), doc="drain, final validation, stop capture, report"),
     ]
+    if spec.fallback.enabled:  # the way back: target -> source from the freeze until a person decides
+        plan += [
+            TaskSpec("reverse_capture", "reverse_capture", ("cutover",), long_running=True,
+                     doc="the target's changes -> the reverse change log, from the position recorded in the freeze"),
+            TaskSpec("reverse_apply", "reverse_apply", ("cutover",), long_running=True,
+                     doc="the reverse change log -> the source"),
+            TaskSpec("fallback_decision", "fallback_gate", ("cutover",),
+                     doc=f"a person decides: roll back or decommission (window {spec.fallback.window_hours:g} h)"),
+            TaskSpec("fallback_end", "fallback_end", ("fallback_decision",),
+                     doc="roll back (drain, prove the target's freeze, validate source = target) or decommission"),
+        ]
     return plan
 
 

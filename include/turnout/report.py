@@ -115,6 +115,7 @@ def build_report(st, spec, stage: str, *, approval: dict | None = None, now: flo
         "dead_letters": _dead_letters(st),
         "validation": validation,
         "repairs": _repairs(st),
+        "fallback": st.get_json(layout.FALLBACK),
         "sampled_validation": _sampled(st.get_json(layout.SAMPLED)),
         "approval": ({**approval, "approved_at_iso": _iso(approval.get("approved_at"))} if approval else
                      {"approved_by": cutover.get("approved_by"), "approved_at": cutover.get("freeze_at"),
@@ -232,6 +233,7 @@ th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}th{{background:
          ("final (after the write freeze)", v.get("final"))])}
 {"<h3>Differing keys</h3><table><tr><th>kind</th><th>key</th></tr>" + keys + "</table>" if keys else ""}
 {_repairs_html(rep.get("repairs") or [])}
+{_fallback_html(rep.get("fallback"))}
 {_sampled_html(rep.get("sampled_validation"))}
 <h2>Approval</h2>
 {_table([("approved by", appr.get("approved_by") or "-"), ("approved at", appr.get("approved_at_iso") or "-")])}
@@ -276,6 +278,20 @@ def _repairs_html(runs: list[dict]) -> str:
                      f"<table><tr><th>key</th><th>kind</th><th>action</th><th>matches the source after</th></tr>"
                      f"{rows}</table>{more}")
     return "\n".join(parts)
+
+
+def _fallback_html(f: dict | None) -> str:
+    if not f:
+        return ""
+    v = f.get("validation") or {}
+    return "<h2>Fallback (the way back)</h2>" + _table([
+        ("window", f"{f.get('window_hours')} h, from {_iso(f.get('started_at'))} to {_iso(f.get('window_ends_at'))} UTC"),
+        ("target position recorded inside the freeze", f"{(f.get('position') or {}).get('position_kind')} at "
+                                                       f"{_iso((f.get('position') or {}).get('recorded_at'))}"),
+        ("changes sent back to the source", f.get("changes_sent_back", "-")),
+        ("decision", f.get("decision") or "pending"),
+        ("decided by / at", f"{f.get('decided_by') or '-'} / {_iso(f.get('decided_at')) or '-'}"),
+        ("source = target after roll back", ("yes" if v.get("ok") else "NO") if v else "-")])
 
 
 def _sampled_html(s: dict | None) -> str:

@@ -169,16 +169,19 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
     step = max(1, len(hist) // history_points)
     validation = st.get_json(layout.VALIDATION_LATEST)
     sampled = st.get_json(layout.SAMPLED)
+    fallback = st.get_json(layout.FALLBACK)
     dead: dict[str, int] = {}
     for k in st.list(layout.DEADLETTER):
         phase = k.split("/")[1]
         dead[phase] = dead.get(phase, 0) + 1
-    reports = {stage: layout.audit_report(stage, "html") for stage in ("validation", "cutover")
+    reports = {stage: layout.audit_report(stage, "html") for stage in ("validation", "cutover", "fallback")
                if st.exists(layout.audit_report(stage, "json"))}
     return {
         "phase": _phase(st, preflight, positions, export, load, cutover, control),
         "preflight": {k: preflight.get(k) for k in ("status", "verdict", "item_count_estimate",
-                                                    "estimated_copy_hours")} if preflight else None,
+                                                    "estimated_copy_hours", "fallback")} if preflight else None,
+        "fallback": {k: fallback.get(k) for k in ("window_ends_at", "decision", "decided_by", "decided_at",
+                                                  "changes_sent_back")} if fallback else None,
         "position": {k: positions.get(k) for k in ("kind", "recorded_at")} if positions else None,
         "export": export,
         "load": load,

@@ -34,6 +34,9 @@ KINDS = {
     "validate": ops.ValidateOperator,
     "repair": ops.RepairOperator,
     "sampled_validation": ops.SampledValidationOperator,
+    "reverse_capture": ops.ReverseCaptureOperator,
+    "reverse_apply": ops.ReverseApplyOperator,
+    "fallback_end": ops.FallbackEndOperator,
     "cutover": ops.CutoverOperator,
 }
 
@@ -78,6 +81,10 @@ def build_dag(spec: MigrationSpec, spec_file: str = "") -> DAG:
                 op = ops.CutoverApprovalOperator(
                     spec=spec_doc, spec_file=spec_file, subject=f"Cut over {spec.name}?", body=ops.APPROVAL_BODY,
                     retries=3, retry_delay=timedelta(seconds=5), **common)  # deferrals can race under LocalExecutor
+            elif t.kind == "fallback_gate":
+                op = ops.FallbackDecisionOperator(
+                    spec=spec_doc, spec_file=spec_file, subject=f"{spec.name}: roll back or decommission?",
+                    body=ops.FALLBACK_BODY, retries=3, retry_delay=timedelta(seconds=5), **common)
             elif t.kind == "loaded_gate":
                 op = ops.TargetLoadedGateOperator(
                     spec=spec_doc, spec_file=spec_file, subject=f"Is the target of {spec.name} loaded?",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Sequence
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -41,10 +41,15 @@ class TurnoutOperator(BaseOperator):
         return build_context(self.spec, self.spec_file, context["params"], run_id=context["run_id"],
                              log=self.log, connections=connections)
 
+    reverse = False  # the fallback's tasks run the phase on the reverse migration (target -> source)
+
     def execute(self, context) -> Any:
         if context["params"].get("dry_run") and self.phase != "preflight":
             raise AirflowSkipException("dry run: only preflight runs")
         ctx = self.turnout_context(context)
+        if self.reverse:
+            phases.fallback_state(ctx)  # the cutover recorded the target's position, or a clear error
+            ctx = phases.reverse_context(ctx)
         try:
             return self.run_phase(ctx, context)
         finally:
@@ -155,6 +160,49 @@ class ApplyOperator(TurnoutOperator):
 
     def run_phase(self, ctx, context):
         return phases.run_apply(ctx)
+
+
+class ReverseCaptureOperator(CaptureOperator):
+    """Long-running, after cutover: the target's changes into the reverse change log, until the fallback ends."""
+
+    reverse = True
+
+
+class ReverseApplyOperator(ApplyOperator):
+    """Long-running, after cutover: the reverse change log into the source, until the fallback ends."""
+
+    reverse = True
+
+
+ROLL_BACK, DECOMMISSION = "Roll back", "Decommission"
+
+
+class FallbackDecisionOperator(HITLOperator):
+    """The way back's gate: Roll back (the application has stopped writing to the target) or Decommission. It has
+    no timeout: at the end of the window it is still asking, and the Migrations view says the window ended."""
+
+    def __init__(self, *, spec: dict, spec_file: str = "", **kwargs) -> None:
+        super().__init__(options=[ROLL_BACK, DECOMMISSION], **kwargs)
+        self.spec = spec
+        self.spec_file = spec_file
+
+
+class FallbackEndOperator(TurnoutOperator):
+    """Carries out the fallback decision: roll back or decommission."""
+
+    phase = "fallback_end"
+
+    def run_phase(self, ctx, context):
+        answer = context["ti"].xcom_pull(task_ids="fallback_decision") or {}
+        chosen = (answer.get("chosen_options") or [None])[0]
+        user = answer.get("responded_by_user") or {}
+        who, at = user.get("name") or user.get("id"), _timestamp(answer.get("responded_at"))
+        try:
+            if chosen == ROLL_BACK:
+                return phases.rollback(ctx, approved_by=who, approved_at=at)
+            return phases.decommission(ctx, approved_by=who, approved_at=at)
+        except LateWrites as exc:
+            raise AirflowFailException(str(exc)) from None
 
 
 class CatchUpOperator(TurnoutOperator):
@@ -327,6 +375,21 @@ class TargetLoadedGateOperator(ApprovalOperator):
             who = event.get("responded_by_user") or {}
             phases.confirm_target_loaded(ctx, by=who.get("name") or who.get("id"))
         return super().execute_complete(context=context, event=event)
+
+
+FALLBACK_BODY = """\
+**The way back for `{{ dag.dag_id }}`** — the cutover is done and every change made on the target replicates back
+into the source.
+
+| | |
+|---|---|
+| window ends | {{ (ti.xcom_pull(task_ids='cutover') or {}).get('fallback', {}).get('window_ends_at') }} (epoch s) |
+| target position recorded in the freeze | {{ (ti.xcom_pull(task_ids='cutover') or {}).get('fallback', {}).get('position') }} |
+
+**Roll back**: approve only once the application has stopped writing to the target. Turnout drains the reverse,
+proves nothing was written to the target after this answer, validates the source against the target and reports;
+the application can then go back to the source. **Decommission**: stop the way back.
+"""
 
 
 LOADED_BODY = """\

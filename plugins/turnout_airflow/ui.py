@@ -23,6 +23,8 @@ import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from .ui_cells import validation_cell
+
 from airflow.api_fastapi.core_api.security import get_user
 
 log = logging.getLogger(__name__)
@@ -205,24 +207,8 @@ def render_row(row: dict, report_base: str) -> str:
     st = row.get("status") or {}
     exp, load, lag, val = st.get("export") or {}, st.get("load") or {}, st.get("lag") or {}, st.get("validation")
     e = html.escape
-    if val:
-        vtext = (f'<span class="{"ok" if val.get("ok") else "bad"}">{"OK" if val.get("ok") else "FAILED"}</span> '
-                 f'{_n(val.get("source_count"))} / {_n(val.get("target_count"))}, {_n(val.get("differences"))} '
-                 f'differences{" (final)" if val.get("final") else ""}')
-    else:
-        vtext = "not yet"
-    if val and val.get("repaired"):
-        vtext += f"<br><small>{_n(val['repaired'])} keys repaired</small>"
-    smp = st.get("sampled")
-    if smp:  # the sampled validation while the migration runs: a persistent difference shows here at once
-        cls = "bad sampled" if smp["persistent"] else "sampled"
-        vtext += (f'<br><small class="{cls}">sampled: {_n(smp["checked"])} keys checked, {smp["pending"]} '
-                  f'pending, {smp["persistent"]} differ'
-                  + (f' ({e(", ".join(smp["persistent_keys"]))})' if smp["persistent"] else "") + "</small>")
+    vtext = validation_cell(st)
     dead = sum((st.get("dead_letter_files") or {}).values())
-    if dead:  # fail closed, and say so where the operator looks
-        vtext += (f'<br><span class="bad dead">dead letters: {dead} files '
-                  f'({e(", ".join(sorted(st["dead_letter_files"])))})</span>')
     verdict = (st.get("preflight") or {}).get("verdict") or ""
     logs = []
     for task in MAIN_TASKS:
@@ -311,7 +297,7 @@ def migrations_page(request: Request, refresh: int = 10) -> HTMLResponse:
 
 @app.get("/migrations/{name}/report/{stage}")
 def report(name: str, stage: str, request: Request, format: str = "html") -> Response:
-    if stage not in ("validation", "cutover") or format not in ("html", "json"):
+    if stage not in ("validation", "cutover", "fallback") or format not in ("html", "json"):
         raise HTTPException(404, "no such report")
     from turnout.layout import audit_report
 

@@ -195,3 +195,23 @@ def test_approval_options_follow_the_repair_and_a_cdc_only_dag_gates_the_apply(t
 
     with pytest.raises(ValueError):
         approval.validate_chosen_options(["Cut over anyway"])
+
+
+def test_a_fallback_dag_runs_the_way_back_after_cutover(tmp_path):
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    from turnout.spec import parse_spec
+    from turnout_airflow import operators as ops
+    from turnout_airflow.factory import build_dag
+
+    spec = parse_spec("name: fb\nsource: {kind: dynamodb, conn_id: s, table: t}\n"
+                      "target: {kind: dynamodb, conn_id: d, table: t}\n"
+                      f"staging: {{url: '{tmp_path}'}}\nfallback: {{enabled: true, window_hours: 24}}\n")
+    dag = build_dag(spec)
+    for tid in ("reverse_capture", "reverse_apply", "fallback_decision"):
+        assert dag.get_task(tid).upstream_task_ids == {"cutover"}, tid
+    gate = dag.get_task("fallback_decision")
+    assert isinstance(gate, HITLOperator) and gate.options == [ops.ROLL_BACK, ops.DECOMMISSION]
+    assert gate.response_timeout is None  # the window's end asks again, never decides by itself
+    assert dag.get_task("fallback_end").upstream_task_ids == {"fallback_decision"}
+    assert dag.get_task("reverse_capture").reverse and dag.get_task("reverse_capture").retries >= 5

@@ -15,6 +15,7 @@ from .capture import run_capture
 from .catch_up import catch_up_check
 from .cutover import cutover, drain, request_stop, wait_stopped
 from .export import export_segment, plan_export, read_chunk
+from .fallback import decommission, fallback_state, reverse_context, rollback
 from .indexes import build_indexes
 from .load import load_chunk, plan_load
 from .native_export import native_export_poll, native_export_start
@@ -30,4 +31,4 @@ from .validation import validate
 __all__ = ["preflight", "start_cdc", "plan_export", "export_segment", "read_chunk", "native_export_start",
            "native_export_poll", "plan_load", "load_chunk", "run_capture", "run_apply", "catch_up_check",
            "validate", "reconcile_deletes", "build_indexes", "request_stop", "drain", "wait_stopped", "cutover",
-           "cutover_done", "redrive", "repair", "recopy", "run_sampled_validation", "confirm_target_loaded", "segments_of_differences", "dead_letter", "dead_letter_count", "lag_status", "PROGRESS_SECONDS"]
+           "cutover_done", "redrive", "repair", "recopy", "run_sampled_validation", "confirm_target_loaded", "reverse_context", "fallback_state", "rollback", "decommission", "segments_of_differences", "dead_letter", "dead_letter_count", "lag_status", "PROGRESS_SECONDS"]

@@ -145,6 +145,11 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
     unique = unique_indexes_in_freeze(ctx)  # on the quiet target: a failure here names real duplicates
     # the target is quiet now: no recheck waits for in-flight writes
     result = (validate_fn or validate)(ctx, final=True, recheck_wait=0)
+    fallback = None
+    if ctx.spec.fallback.enabled:  # inside the freeze, before the application is pointed at the target
+        from .fallback import start_reverse
+
+        fallback = start_reverse(ctx, freeze_at)
     app = state.load(ctx.staging, layout.APPLY_CHECKPOINT) or {}
     summary = {
         "at": ctx.clock(), "approved_by": approved_by, "freeze_at": freeze_at,
@@ -154,6 +159,7 @@ def cutover(ctx: Context, *, approved_by: str | None = None, approved_at: float 
         "changes_after_freeze": late["count"] if late.get("provable", True) else None,
         "keys_changed_after_freeze": late["first_keys"], "validation": result, **stopped,
         **({"repaired_in_freeze": repaired} if repaired else {}),
+        **({"fallback": {k: fallback[k] for k in ("window_ends_at", "position")}} if fallback else {}),
         **({"unique_indexes": {ns: len(v) for ns, v in unique.items()}} if unique else {}),
         **({"reconciled_deletes": (state.load(ctx.staging, layout.RECONCILE) or {}).get("deleted", 0)}
            if needs_reconcile(ctx) else {}),

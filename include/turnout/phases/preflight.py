@@ -8,6 +8,7 @@ from ..ports import PreflightInputs
 from ..runtime import Context
 from ._common import copy_estimate, cutover_done, target_name
 from .indexes import build_indexes
+from ..reverse import describe, why_not
 
 
 def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
@@ -21,6 +22,8 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
         st.get_json(layout.PREFLIGHT_PROBE)
     except Exception as exc:
         raise PreflightError(f"staging {st.url} is not writable: {exc}") from None
+    if spec.fallback.enabled and why_not(spec):  # refused with the reason, never pretended
+        raise PreflightError(f"fallback.enabled: no way back for this migration: {why_not(spec)}")
     if spec.export.mode == "native" and ctx.route.source.native_export is None:
         raise PreflightError(f"export.mode native: a {spec.source.kind} source has no native export; use "
                              "export.mode scan (the default)")
@@ -28,9 +31,9 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
                              build_transform=ctx.build_transform, estimate=lambda rows: copy_estimate(ctx, rows),
                              put_state=st.put_bytes, target_name=target_name(ctx), log=ctx.log)
     summary = ctx.route.source.preflight(inputs)
-    summary.update(spec_digest=spec.digest(), dry_run=dry_run)
+    summary.update(spec_digest=spec.digest(), dry_run=dry_run, fallback=describe(spec))
     state.save(st, layout.PREFLIGHT_DRY_RUN if dry_run else layout.PREFLIGHT, summary)
-    ctx.log.info("TURNOUT preflight %s: %s", summary["status"], summary["verdict"])
+    ctx.log.info("TURNOUT preflight %s: %s; fallback: %s", summary["status"], summary["verdict"], summary["fallback"])
     if summary["status"] != "GO":
         raise PreflightError(summary["verdict"])
     if not dry_run and ctx.route.target.index_timing(spec.target) == "before_data":

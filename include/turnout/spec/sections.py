@@ -109,6 +109,14 @@ class Cutover(Strict):
         "after the approval (the source's and Airflow's clocks may differ by this much)")
 
 
+class Fallback(Strict):
+    enabled: bool = Field(default=False, description=(
+        "after cutover, replicate the target's changes back into the source until a person decides: roll back "
+        "(the application can go back) or decommission"))
+    window_hours: float = Field(default=72, gt=0, description=(
+        "how long the way back is kept open; at its end the decision is asked for again (never taken silently)"))
+
+
 class StagingSpec(Strict):
     url: str = Field(description="s3://bucket/prefix, or an absolute local path (single machine only)")
     conn_id: Optional[str] = Field(default=None, description="aws connection for s3:// staging")
