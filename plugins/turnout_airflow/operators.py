@@ -200,9 +200,12 @@ class FallbackEndOperator(TurnoutOperator):
         try:
             if chosen == ROLL_BACK:
                 return phases.rollback(ctx, approved_by=who, approved_at=at)
-            return phases.decommission(ctx, approved_by=who, approved_at=at)
+            if chosen == DECOMMISSION:
+                return phases.decommission(ctx, approved_by=who, approved_at=at)
         except LateWrites as exc:
             raise AirflowFailException(str(exc)) from None
+        raise AirflowFailException(f"fallback_decision gave no answer ({answer!r}): nothing is rolled back or "
+                                   "decommissioned; clear fallback_decision to ask again")
 
 
 class CatchUpOperator(TurnoutOperator):
@@ -342,6 +345,10 @@ class CutoverApprovalOperator(ApprovalOperator):
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         chosen = (event.get("chosen_options") or [None])[0]
+        if "error" not in event and chosen is not None and "repair" in self.upstream_task_ids:
+            offered = approval_options(context["ti"].xcom_pull(task_ids="repair"))
+            if chosen not in offered:  # e.g. Approve on a target known to differ, through the API
+                raise ValueError(f"Response {chosen!r} was not offered: {offered}")
         if chosen == self.REJECT:
             ctx = build_context(self.spec, self.spec_file, context["params"], run_id=context["run_id"], log=self.log,
                                 connections=False)
@@ -353,6 +360,7 @@ class CutoverApprovalOperator(ApprovalOperator):
         ret = super().execute_complete(context=context, event=event)
         if then:
             ret = {**ret, "chosen_options": [chosen], "then": then}
+            self.hitl_summary_extra["chosen_options"] = [chosen]
         return ret
 
 
@@ -366,15 +374,16 @@ class TargetLoadedGateOperator(ApprovalOperator):
         self.spec_file = spec_file
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
-        chosen = (event.get("chosen_options") or [None])[0]
+        ret = super().execute_complete(context=context, event=event)  # raises on a timeout or an error event
+        chosen = ret["chosen_options"][0]
         ctx = build_context(self.spec, self.spec_file, context["params"], run_id=context["run_id"], log=self.log,
                             connections=False)
-        if chosen == self.REJECT:
-            phases.request_stop(ctx, "target load not confirmed")
-        else:
-            who = event.get("responded_by_user") or {}
+        if chosen == self.APPROVE:
+            who = ret.get("responded_by_user") or {}
             phases.confirm_target_loaded(ctx, by=who.get("name") or who.get("id"))
-        return super().execute_complete(context=context, event=event)
+        else:
+            phases.request_stop(ctx, "target load not confirmed")
+        return ret
 
 
 FALLBACK_BODY = """\

@@ -183,3 +183,38 @@ def test_mongo_cdc_only_against_a_target_preloaded_by_a_plain_copy(stack, tmp_pa
     _finish(ctx, writer, [cap, app])
     cmp = wmo.full_compare(src_uri, dst_uri, wmo.namespaces(prefix))
     assert cmp["differences"] == 0, cmp
+
+
+def test_mysql_repair_never_deletes_a_target_only_item_the_apply_touched_after_the_validation(stack, tmp_path):
+    """An extra item whose source key cannot be told (no key columns on it) is deleted only if no change reached
+    its key since the validation began: here the source gains the row that makes that key, the apply writes it,
+    and the repair leaves it (and says so) instead of deleting a real record."""
+    db, table = uniq("gshop"), uniq("gsingle")
+    wm.create_database(stack["mariadb"], db)
+    wm.seed(stack["mariadb"], db, 60)
+    ctx = mysql_ctx(stack, shop_spec(tmp_path, db, table))
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    cap = run_bg(phases.run_capture, ctx)
+    _export_and_load(ctx)
+    app = run_bg(phases.run_apply, ctx)
+    c = workload.client(stack["target"]["endpoint"])
+    key = {"PK": {"S": "CUSTOMER#777777"}, "SK": {"S": "PROFILE"}}
+    c.put_item(TableName=table, Item={**key, "entity": {"S": "customer"}})  # no customer_id: source key unknown
+    wait_caught_up(ctx)
+    assert phases.validate(ctx, repair_after=True)["differences"] == 1
+    conn = wm.connect(stack["mariadb"], db)  # now the source gets that customer; the apply writes its item
+    with conn.cursor() as cur:
+        cur.execute(wm.C_SQL, wm._customer(__import__("random").Random(1), 777777))
+    conn.commit()
+    conn.close()
+    wait_caught_up(ctx)
+    with pytest.raises(Exception, match="1 keys still differ after the repair"):
+        phases.repair(ctx, recheck_wait=0)
+    got = c.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+    assert got["customer_id"] == {"N": "777777"}  # the real record is still there
+    phases.request_stop(ctx, "test")
+    for t, box in (cap, app):
+        t.join(60)
+        assert "error" not in box, box
+    assert wm.full_compare(stack["mariadb"], db, stack["target"]["endpoint"], table)["differences"] == 0

@@ -99,7 +99,7 @@ def repair_in_freeze(ctx: Context, then: str) -> dict:
         segs = segments_of_differences(ctx, latest["differences_file"])
         ctx.log.info("TURNOUT cutover: re-copying export segments %s (they hold the differing keys)", segs)
         if segs:
-            out["recopy"] = recopy(ctx, segments=segs, name=f"cutover-{int(ctx.clock())}")
+            out["recopy"] = recopy(ctx, segments=segs, name=f"cutover-{ctx.run_id or 'run'}", in_freeze=True)
     out["repair"] = repair(ctx, force=True, recheck_wait=0)  # what no segment held (e.g. keys only on the target)
     return out
 

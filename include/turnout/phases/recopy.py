@@ -23,7 +23,7 @@ from .. import layout, state
 from ..errors import RecordError, TurnoutError
 from ..ports import Change
 from ..runtime import Context
-from ._common import dead_letter, owned
+from ._common import cutover_done, dead_letter, owned
 from .repair import converge, record_run
 
 PAGE = 500
@@ -106,9 +106,10 @@ class _Copier:
         for rec in records:
             try:
                 image = tr.item(rec)
-                changes.append(Change(key=tr.target_key_of(image), op="put", image=image, version=[],
-                                      created_at=ctx.clock()))
-                srcs.append(tr.source_key_from(rec))
+                change = Change(key=tr.target_key_of(image), op="put", image=image, version=[], created_at=ctx.clock())
+                src = tr.source_key_from(rec)
+                changes.append(change)  # both or neither: the lists stay aligned
+                srcs.append(src)
             except RecordError as exc:
                 bad.append((rec, f"re-copy: {exc}"))
         self.own.hold()
@@ -143,8 +144,14 @@ def _src(ctx: Context, item: Any) -> Any:
 
 
 def recopy(ctx: Context, *, tables: Iterable[str] = (), segments: Iterable[int] = (),
-           keys_file: Optional[str] = None, name: Optional[str] = None) -> dict:
-    """Re-copy the named subset (see the module's text); returns counts and the report's location."""
+           keys_file: Optional[str] = None, name: Optional[str] = None, in_freeze: bool = False) -> dict:
+    """Re-copy the named subset (see the module's text); returns counts and the report's location.
+    ``in_freeze``: the cutover's own re-copy, after the write freeze; any other is refused once the cutover has
+    begun (the application writes to the target afterwards: source images would overwrite its writes)."""
+    control = state.load(ctx.staging, layout.CAPTURE_CONTROL) or {}
+    if not in_freeze and (cutover_done(ctx) or (control.get("stop") and control.get("why") == "cutover")):
+        raise RecopyError("re-copy refused: the migration is cutting over or cut over (after the cutover the "
+                          "application writes to the target, and a copy from the source would overwrite it)")
     tables, segments = [t for t in tables if t], [int(s) for s in segments]
     if not (tables or segments or keys_file):
         raise RecopyError("re-copy: name tables/collections, segments or a key list file")
@@ -168,7 +175,8 @@ def recopy(ctx: Context, *, tables: Iterable[str] = (), segments: Iterable[int] 
         unit = plan["units"][seg]
         resume = ctx.source_codec.from_json(ck["resume"]) if ck["resume"] is not None else None
         for records, pos in ctx.source.read_unit(unit, resume, PAGE):
-            cp.page(records, f"{name}-seg-{seg:05d}")
+            ck["page"] = ck.get("page", 0) + 1  # dead letters per page: one page's file never replaces another's
+            cp.page(records, f"{name}-seg-{seg:05d}-page-{ck['page']:07d}")
             ck["resume"] = ctx.source_codec.to_json(pos) if pos is not None else None
             ck["stats"] = cp.stats
             own.save(ck)

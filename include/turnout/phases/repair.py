@@ -48,7 +48,8 @@ def converge(ctx: Context, src_key: Any, target_key: Any = None, rounds: int = 5
             ik = tr.target_key_of(image)
             changes.append(Change(key=ik, op="put", image=image, version=[], created_at=ctx.clock()))
             action = "put"
-            if want_kt is not None and codec.key_text(ik) != want_kt:  # the record maps elsewhere now
+            if want_kt is not None and codec.key_text(ik) != want_kt and _ours(ctx, target_key, src_key):
+                # the record maps elsewhere now: its old key goes, unless another record has moved onto it
                 changes.append(Change(key=target_key, op="delete", image=None, version=[], created_at=ctx.clock()))
         else:
             gone = target_key if target_key is not None else tr.key(src_key)
@@ -61,10 +62,41 @@ def converge(ctx: Context, src_key: Any, target_key: Any = None, rounds: int = 5
     return action, f"the source kept changing over {rounds} reads; the apply carries its latest change"
 
 
+def _ours(ctx: Context, target_key: Any, src_key: Any) -> bool:
+    """The target item at ``target_key`` is absent or came from ``src_key`` (not from a record now mapped there)."""
+    held = ctx.sink.get(target_key)
+    if held is None:
+        return True
+    try:
+        owner = ctx.transform.source_key_of(held)
+    except RecordError:
+        return True  # no source record makes it
+    return owner is None or ctx.source_codec.key_text(owner) == ctx.source_codec.key_text(src_key)
+
+
 def _same(ctx: Context, a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return ctx.target_codec.canonical(a) == ctx.target_codec.canonical(b)
+
+
+def keys_changed_since(ctx: Context, first_file: int) -> set[str]:
+    """Target keys of every change in the change log from ``first_file`` on."""
+    from .. import changelog
+
+    out: set[str] = set()
+    n = first_file
+    while True:
+        batch = changelog.read_next(ctx.staging, n, 200, ctx.source_codec)
+        if not batch:
+            return out
+        for num, changes in batch:
+            n = num + 1
+            for c in changes:
+                try:
+                    out.update(ctx.target_codec.key_text(tc.key) for tc in ctx.transform.change(c))
+                except RecordError:
+                    continue
 
 
 def _rows(ctx: Context, name: str) -> list[dict]:
@@ -126,17 +158,33 @@ def repair(ctx: Context, *, force: bool = False, recheck_wait: Optional[float] =
     t0 = time.monotonic()
     keys: list[dict] = []
     differing: dict[str, dict] = {}
+    unknown: dict[str, dict] = {}
+    since: list[set[str]] = []
+
+    def touched() -> set[str]:  # target keys the change log touched since the validation began (read once)
+        if not since:
+            since.append(keys_changed_since(ctx, latest.get("apply_file_at_start", 0)))
+        return since[0]
+
     for i, row in enumerate(rows):
         if i % HOLD_EVERY == 0:
             own.hold()  # still the one repair; a zombie stops before its next key batch
         key, src = _decode(ctx, row)
+        if src is None and not row.get("no_source") and (row["kind"] != "extra" or row["key_text"] in touched()):
+            # never guess: the source key of this item cannot be told, and either it is not a target-only item or
+            # a change reached its key after the validation (a re-inserted record): a delete could lose it
+            unknown[row["key_text"]] = {"kind": row["kind"]}
+            keys.append({"key": row["key_text"], "kind": row["kind"], "action": "none", "error": (
+                "the source key of this target item cannot be told (e.g. a binary or cast key column) and it "
+                "is not a target-only item nothing changed since the validation: compare and repair it by hand")})
+            continue
         try:
             action, why = converge(ctx, src, key, ctx.spec.repair.rounds)
         except RecordError as exc:
             action, why = "none", str(exc)
         keys.append({"key": row["key_text"], "kind": row["kind"], "action": action, **({"error": why} if why else {})})
         differing[row["key_text"]] = {"kind": row["kind"], "key": key, "src_key": src}
-    still = recheck(ctx, differing, wait=recheck_wait)
+    still = {**recheck(ctx, differing, wait=recheck_wait), **unknown}
     at = ctx.clock()
     summary = {"at": at, "status": "repaired" if not still else "still differing", "repaired": len(rows) - len(still),
                "pending": len(rows), "still_differing": len(still), "forced": force,
@@ -149,7 +197,8 @@ def repair(ctx: Context, *, force: bool = False, recheck_wait: Optional[float] =
     own.save({"runs": own.doc.get("runs", 0) + 1, "last": report}, release=True)
     # the validation record now says what the repair left: the approval and the audit report read it
     st.put_json(layout.VALIDATION_LATEST, {
-        **latest, "ok": not still, "repair_pending": False, "repaired": summary["repaired"], "repair_report": report,
+        **latest, "ok": not still, "repair_pending": bool(still),  # a retry repairs what is left again
+        "repaired": summary["repaired"], "repair_report": report,
         "differences": len(still), "differing_keys": [{"key": kt, "kind": d["kind"]} for kt, d in still.items()]})
     audit = write_report(ctx, "validation")["html"]
     ctx.log.info("TURNOUT repair: %d of %d differing keys repaired (%d puts, %d deletes), %d still differ; report "

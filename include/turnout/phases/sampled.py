@@ -48,6 +48,7 @@ class Sampler:
 
     def __init__(self, ctx: Context, own, doc: dict):
         self.ctx, self.own, self.doc = ctx, own, doc
+        self.flagged: set[str] = set()
         v = ctx.spec.validation
         self.fraction, self.budget = v.sample_fraction, v.sample_keys_per_round
         self.min_wait = v.sample_min_recheck_seconds
@@ -130,6 +131,7 @@ class Sampler:
         """Applied change-log files since the last round, the chosen fraction; returns keys checked."""
         from .. import changelog
 
+        self.flagged = {p["key"] for p in self.doc["persistent"]}
         ctx, tr, codec = self.ctx, self.ctx.transform, self.ctx.target_codec
         app = state.load(ctx.staging, layout.APPLY_CHECKPOINT) or {}
         upto, n = app.get("next_file", 0), 0
@@ -150,7 +152,7 @@ class Sampler:
                         continue  # dead-lettered by the apply
                     for tc in targets:
                         kt = codec.key_text(tc.key)
-                        if kt in self.doc["pending"]:
+                        if kt in self.doc["pending"] or kt in self.flagged:
                             continue
                         n += 1
                         src = c.key  # a change carries its source key
@@ -170,7 +172,10 @@ class Sampler:
             key = ctx.target_codec.from_json(p["key"])
             src = ctx.source_codec.from_json(p["source_key"]) if p["source_key"] is not None else None
             if self.apply_started():
-                ok = self._target_equals(key, self._source_now(src, kt))
+                now_src = self._source_now(src, kt)
+                # a source without deletes in its stream: a deleted record's target copy waits for the reconcile
+                ok = self._target_equals(key, now_src) or (
+                    now_src is None and not ctx.source.capabilities.reports_deletes)
             else:  # nothing but the load writes the target yet: it must hold the loaded image
                 ok = self._target_equals(key, ctx.target_codec.from_json(p["image"]) if p["image"] else None)
             if ok:

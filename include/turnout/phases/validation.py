@@ -51,6 +51,13 @@ def _rounds(cells: dict[int, int], budget: int) -> list[set[int]]:
     return out
 
 
+class _NoSource:
+    """A target item whose key no source record can produce (its source key cannot be derived from it)."""
+
+
+NO_SOURCE = _NoSource()
+
+
 def _drill(ctx: Context, bad: set[int], src_key, tgt_key) -> tuple[dict[str, dict], dict[str, list], dict]:
     """Passes 2 and 3: the differing keys of the differing buckets (and duplicate keys), in bounded memory."""
     v, codec = ctx.spec.validation, ctx.target_codec
@@ -69,7 +76,10 @@ def _drill(ctx: Context, bad: set[int], src_key, tgt_key) -> tuple[dict[str, dic
             if s and t and s[1] == t[1]:
                 continue
             kind = "missing" if t is None else "extra" if s is None else "different"
-            differing[kt] = {"kind": kind, "key": (s or t)[0], "src_key": (s or t)[2]}
+            src = (s or t)[2]
+            # src None: the source key of a target item cannot be told; NO_SOURCE: no source record can make it
+            differing[kt] = {"kind": kind, "key": (s or t)[0], "src_key": None if src is NO_SOURCE else src,
+                             "no_source": src is NO_SOURCE}
     return differing, dups, {"differing_cells": len(cells), "drill_rounds": len(rounds),
                              "drill_keys_max": max((sum(cells[c] for c in r) for r in rounds), default=0)}
 
@@ -129,7 +139,8 @@ def write_differences(ctx: Context, differing: dict[str, dict], at: float) -> Op
                 src = ctx.source_codec.to_json(d["src_key"])
             except Exception:  # a source key the codec cannot render: the repair deletes by the target key
                 src = None
-        rows.append({"key_text": kt, "kind": d["kind"], "key": ctx.target_codec.to_json(d["key"]), "source_key": src})
+        rows.append({"key_text": kt, "kind": d["kind"], "key": ctx.target_codec.to_json(d["key"]), "source_key": src,
+                     "no_source": bool(d.get("no_source"))})
     name = layout.differences(at)
     ctx.staging.put_jsonl_gz(name, rows)
     return name
@@ -143,6 +154,8 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
     v = ctx.spec.validation
     tr, src, sink = ctx.transform, ctx.source, ctx.sink
     t0 = time.monotonic()
+    # the apply's position now: a change to a key after it may explain a difference found below (the repair looks)
+    apply_from = (ctx.staging.get_json(layout.APPLY_CHECKPOINT) or {}).get("next_file", 0)
     reconciled = None
     if needs_reconcile(ctx):  # e.g. Cosmos DB's change stream: deletes never arrive
         reconciled = reconcile_deletes(ctx, final=final)
@@ -160,7 +173,7 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         try:
             src = tr.source_key_of(item)
         except RecordError:  # a target item no source record can have made (e.g. written behind Turnout's back)
-            src = None
+            src = NO_SOURCE
         return item, key, src
 
     required = list(ctx.spec.mapping.required)
@@ -213,6 +226,7 @@ def validate(ctx: Context, *, final: bool = False, recheck_wait: Optional[float]
         **({"reconciled_deletes": reconciled["deleted"]} if reconciled is not None else {}),
         "seconds": round(time.monotonic() - t0, 2),
         "at": ctx.clock(),
+        "apply_file_at_start": apply_from,
     }
     result["differences_file"] = write_differences(ctx, differing, result["at"])
     result["repair_pending"] = bool(differing) and repair_after
