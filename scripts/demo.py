@@ -385,7 +385,7 @@ class Migration:
         return {"run_id": run_id, "state": run["state"], "tasks": final, "writer": counts, "killed": killed,
                 "writer_errors": list(self.writer.errors), "damage": hurt}
 
-    def run_fallback(self, approve_timeout: float = 1800) -> dict:
+    def run_fallback(self, approve_timeout: float = 1800, kill_reverse: bool = False) -> dict:
         """The way back (spec fallback.enabled): migrate under the writer and cut over; then the application writes
         to the *target* while the reverse replicates into the source; freeze the target and answer "Roll back"
         through the REST API; return when the run ends."""
@@ -401,10 +401,17 @@ class Migration:
         say("cut over; the application now writes to the TARGET, and the reverse replicates into the source")
         tw = workload.LiveWriter(self.eps["target"]["endpoint"], TABLE, self.items, rate=self.writer_rate, seed_=7)
         tw.start()
-        deadline = time.time() + 600
+        deadline, killed = time.time() + 600, None
         while time.time() < deadline:  # until the way back has carried a good number of the target's writes
             back = self.staged("fallback/apply/checkpoint.json") or {}
-            if back.get("consumed", 0) >= 200:
+            hb = self.staged("fallback/capture/heartbeat.json") or {}
+            if kill_reverse and killed is None and hb.get("pid") and not hb.get("stopped") and \
+                    (self.staged("fallback/capture/checkpoint.json") or {}).get("records", 0) > 0 and \
+                    _alive_since(hb["pid"], hb["at"]):
+                airflow_local.kill_pid(hb["pid"])
+                killed = hb["pid"]
+                say(f"SIGKILL reverse capture (pid {killed}) midway")
+            if back.get("consumed", 0) >= 200 and (killed or not kill_reverse):
                 break
             time.sleep(2)
         counts = tw.stop()
@@ -413,7 +420,7 @@ class Migration:
         final = self.answer_until_done(run_id, "Roll back", task_id="fallback_decision", timeout=approve_timeout)
         fb = self.staged("state/fallback.json") or {}
         return {"run_id": run_id, "state": self.af.run(self.dag_id, run_id)["state"], "tasks": final,
-                "target_writer": counts, "fallback": fb}
+                "target_writer": counts, "fallback": fb, "killed_reverse_capture": killed}
 
     def _kill_midway(self, killed: dict[str, int], done: threading.Event) -> None:
         """SIGKILL a load task while it writes (first try), then the capture: watched from staging every 0.3 s, in

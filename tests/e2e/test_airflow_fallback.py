@@ -1,6 +1,6 @@
 """The way back on a real Airflow scheduler (default route, ``fallback.enabled``): the migration is cut over under a
 live writer; then the application writes to the target while the DAG's reverse_capture and reverse_apply replicate
-into the source; the target is frozen and "Roll back" is answered through the REST API; fallback_end drains,
+into the source (the reverse capture is SIGKILLed midway); the target is frozen and "Roll back" is answered through the REST API; fallback_end drains,
 proves the target's freeze and validates source = target. The independent full comparison finds zero differences,
 and the audit report has the fallback section."""
 
@@ -18,8 +18,11 @@ def test_roll_back_through_the_rest_api_ends_with_source_equal_to_target(tmp_pat
     m = demo.Migration(tmp_path / "w", items=1500, writer_rate=40, spec_overrides={"fallback.enabled": True})
     try:
         m.setup()
-        res = m.run_fallback(approve_timeout=900)
+        res = m.run_fallback(approve_timeout=900, kill_reverse=True)
         assert res["state"] == "success", res
+        assert res["killed_reverse_capture"], res  # SIGKILLed midway; its retry went on from the checkpoint
+        tis = [t for t in m.af.task_instances(m.dag_id, res["run_id"]) if t["task_id"] == "reverse_capture"]
+        assert tis[0]["try_number"] >= 2, tis
         tasks = res["tasks"]
         assert tasks["reverse_capture"] == ["success"] and tasks["reverse_apply"] == ["success"], tasks
         fb = res["fallback"]

@@ -27,7 +27,7 @@ from turnout.errors import TurnoutError, ValidationFailed
 pytestmark = pytest.mark.server
 
 
-def _setup(stack, tmp_path, n=1500, **spec_update):
+def _setup(stack, tmp_path, n=800, **spec_update):
     table = uniq("repair")
     ep = stack["source"]["endpoint"]
     workload.create_table(workload.client(ep), table)
@@ -60,12 +60,12 @@ def test_repair_of_missing_extra_and_different_keys_under_a_live_writer(stack, t
     tgt_ep = stack["target"]["endpoint"]
     phases.preflight(ctx)
     phases.start_cdc(ctx)
-    writer = workload.LiveWriter(stack["source"]["endpoint"], table, 1500, rate=40)
+    writer = workload.LiveWriter(stack["source"]["endpoint"], table, 800, rate=40)
     cap_t, cap = run_bg(phases.run_capture, ctx)
     writer.start()
     _export_and_load(ctx)
     app_t, app = run_bg(phases.run_apply, ctx)
-    picked = _untouched(writer, range(100, 1500, 7), 20)
+    picked = _untouched(writer, range(100, 800, 7), 20)
     hurt = workload.damage(tgt_ep, f"{table}_copy", picked, extras=10)
     wait_caught_up(ctx)
     mid = phases.validate(ctx, repair_after=True)

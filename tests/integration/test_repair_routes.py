@@ -13,6 +13,7 @@ import workload
 import workload_mongo as wmo
 import workload_mysql as wm
 from test_engine_dynamodb import run_bg, wait_caught_up
+from test_repair import _export_and_load
 from test_engine_mongo import ctx_for as mongo_ctx
 from test_engine_mongo import spec_for as mongo_spec
 from test_engine_mongo import uniq as mongo_uniq
@@ -22,13 +23,6 @@ from turnout import layout, phases
 from turnout.errors import TurnoutError
 
 pytestmark = pytest.mark.server
-
-
-def _export_and_load(ctx):
-    for seg in phases.plan_export(ctx):
-        phases.export_segment(ctx, seg)
-    for u in phases.plan_load(ctx):
-        phases.load_chunk(ctx, u)
 
 
 def _finish(ctx, writer, threads):
