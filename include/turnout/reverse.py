@@ -43,7 +43,9 @@ def why_not(spec: MigrationSpec) -> Optional[str]:
         if dbmap and any(any(ch in g.split(".", 1)[0] for ch in "*?[") for g in spec.source.include):  # type: ignore[union-attr]
             return ("target.database_map renames databases and source.include has a wildcard database name, so the "
                     "target's namespaces cannot be mapped back; name the databases in source.include")
-        if len(set(dbmap.values())) != len(dbmap):
+        landed = [dbmap.get(db, db) for db in (g.split(".", 1)[0] for g in spec.source.include)]  # type: ignore[union-attr]
+        if len(set(dbmap.values())) != len(dbmap) or any(
+                landed.count(db) > 1 for db in set(landed) if db in dbmap.values()):
             return "target.database_map sends two databases into one: the way back cannot tell them apart"
         return None
     if s == "dynamodb" and t == "cosmos":

@@ -81,3 +81,13 @@ fallback: {{enabled: true}}
     assert r.target.conn_id == "cos" and r.target.database_map == {"shop2": "shop"}
     wild = spec.model_copy(update={"source": spec.source.model_copy(update={"include": ["sh*.*"]})})
     assert "wildcard database name" in why_not(wild)
+
+
+def test_two_source_databases_landing_in_one_target_database_are_one_way(tmp_path):
+    spec = parse_spec(f"""\
+name: g2
+source: {{kind: mongodb, conn_id: cos, include: [shop.*, shop2.*]}}
+target: {{kind: mongodb, conn_id: ddb, database_map: {{shop: shop2}}}}
+staging: {{url: '{tmp_path}'}}
+""")
+    assert "sends two databases into one" in why_not(spec)
