@@ -139,6 +139,9 @@ class Source(Protocol):
     def read_unit(self, unit: dict, resume: Any, page_items: int) -> Iterator[Page]:
         """Yield (records of one page, resume token after it); token None after the last page."""
 
+    def unit_group(self, unit: dict) -> str:
+        """The table or namespace an export unit reads (what a re-copy by table names)."""
+
     def scan(self, segment: int = 0, total: int = 1) -> Iterator[Any]: ...
 
     def get(self, key: Any) -> Optional[Any]: ...

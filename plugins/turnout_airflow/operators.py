@@ -195,8 +195,7 @@ class FallbackEndOperator(TurnoutOperator):
     def run_phase(self, ctx, context):
         answer = context["ti"].xcom_pull(task_ids="fallback_decision") or {}
         chosen = (answer.get("chosen_options") or [None])[0]
-        user = answer.get("responded_by_user") or {}
-        who, at = user.get("name") or user.get("id"), _timestamp(answer.get("responded_at"))
+        who, at = _answered(answer)
         try:
             if chosen == ROLL_BACK:
                 return phases.rollback(ctx, approved_by=who, approved_at=at)
@@ -289,12 +288,18 @@ class CutoverOperator(TurnoutOperator):
 
     def run_phase(self, ctx, context):
         answer = context["ti"].xcom_pull(task_ids="approve_cutover") or {}
-        who = (answer.get("responded_by_user") or {}).get("name") or (answer.get("responded_by_user") or {}).get("id")
+        who, at = _answered(answer)
         try:
-            return phases.cutover(ctx, approved_by=who, approved_at=_timestamp(answer.get("responded_at")),
+            return phases.cutover(ctx, approved_by=who, approved_at=at,
                                   then=answer.get("then"))
         except LateWrites as exc:
             raise AirflowFailException(str(exc)) from None
+
+
+def _answered(answer: dict) -> tuple[str | None, float | None]:
+    """Who answered a HITL question (name, else id) and when (epoch seconds)."""
+    user = answer.get("responded_by_user") or {}
+    return user.get("name") or user.get("id"), _timestamp(answer.get("responded_at"))
 
 
 def _timestamp(value) -> float | None:
@@ -379,8 +384,7 @@ class TargetLoadedGateOperator(ApprovalOperator):
         ctx = build_context(self.spec, self.spec_file, context["params"], run_id=context["run_id"], log=self.log,
                             connections=False)
         if chosen == self.APPROVE:
-            who = ret.get("responded_by_user") or {}
-            phases.confirm_target_loaded(ctx, by=who.get("name") or who.get("id"))
+            phases.confirm_target_loaded(ctx, by=_answered(ret)[0])
         else:
             phases.request_stop(ctx, "target load not confirmed")
         return ret

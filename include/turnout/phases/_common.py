@@ -43,6 +43,14 @@ def dead_letter(ctx: Context, phase: str, name: str, rows: list[tuple], codec: A
     return len(docs)
 
 
+def source_key_or_none(ctx: Context, target_item: Any) -> Any:
+    """The source key of an item the target refused (None when it cannot be told)."""
+    try:
+        return ctx.transform.source_key_of(target_item)
+    except Exception:
+        return None
+
+
 def dead_letter_count(ctx: Context) -> dict:
     out: dict[str, int] = {}
     for k in ctx.staging.list(layout.DEADLETTER):

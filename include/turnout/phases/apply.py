@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import changelog, layout, state
 from ..codec import stable_bucket
@@ -23,7 +22,7 @@ from ..fencing import Owned, lease_wait
 from ..ports import Change, WriteResult
 from ..runtime import Context
 from ..status import lag_status, record_lag
-from ._common import dead_letter, owned, stop_requested
+from ._common import dead_letter, owned, source_key_or_none, stop_requested
 from .indexes import indexes_after_data
 
 
@@ -126,14 +125,6 @@ def next_files(ctx: Context, start: int, limit: int) -> list[tuple[int, list[Cha
     return changelog.read_next(ctx.staging, start, limit, ctx.source_codec)
 
 
-def _source_key(ctx: Context, target_item: Any) -> Any:
-    """The source key of an item the target refused (None when it cannot be told)."""
-    try:
-        return ctx.transform.source_key_of(target_item)
-    except Exception:
-        return None
-
-
 class _Applier:
     def __init__(self, ctx: Context, ck: dict, pool: ThreadPoolExecutor, own: Owned):
         self.ctx, self.ck, self.pool, self.own = ctx, ck, pool, own
@@ -178,7 +169,7 @@ class _Applier:
         results = list(self.pool.map(self._lane, [lane for lane in by_lane if lane]))
         name = f"files-{b.files[0]:012d}-{b.files[-1]:012d}"
         dead_letter(ctx, "apply", name, b.bad)
-        dead_letter(ctx, "apply", f"{name}-target", [(*rj, _source_key(ctx, rj[0])) for r in results for rj in r.rejected],
+        dead_letter(ctx, "apply", f"{name}-target", [(*rj, source_key_or_none(ctx, rj[0])) for r in results for rj in r.rejected],
                     ctx.target_codec)
         for kt, tc in b.latest.items():
             self.ledger.put(kt, tc.version)

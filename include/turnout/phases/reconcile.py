@@ -58,14 +58,14 @@ def reconcile_deletes(ctx: Context, *, final: bool = False) -> dict:
 def _restore_reinserted(ctx: Context, keys: list[Any]) -> int:
     """Read every deleted key on the source again; write back (until stable) what exists there now. Returns how
     many were written back."""
-    from .redrive import _write_current
+    from .repair import converge
 
     back = 0
     for k in keys:
         if ctx.source.get(k) is None:
             continue
         try:
-            why = _write_current(ctx, k)
+            _action, why = converge(ctx, k)
         except RecordError:
             continue  # the apply dead-letters it when its change arrives
         back += 1

@@ -23,7 +23,7 @@ from .. import layout, state
 from ..errors import RecordError, TurnoutError
 from ..ports import Change
 from ..runtime import Context
-from ._common import cutover_done, dead_letter, owned
+from ._common import cutover_done, dead_letter, owned, source_key_or_none
 from .repair import converge, record_run
 
 PAGE = 500
@@ -31,11 +31,6 @@ PAGE = 500
 
 class RecopyError(TurnoutError):
     """A re-copy request that names something the migration does not have."""
-
-
-def _unit_group(ctx: Context, unit: dict) -> str:
-    """A unit's table (MySQL), namespace (MongoDB) or, for a one-table source, that table."""
-    return str(unit.get("table") or unit.get("ns") or ctx.spec.source.model_dump().get("table") or "")
 
 
 def units_for(ctx: Context, tables: Iterable[str] = (), segments: Iterable[int] = ()) -> list[int]:
@@ -50,12 +45,12 @@ def units_for(ctx: Context, tables: Iterable[str] = (), segments: Iterable[int] 
             raise RecopyError(f"re-copy: segment {s} is not an export segment (there are {len(units)}: 0-"
                               f"{len(units) - 1})")
         out.add(int(s))
-    groups = {_unit_group(ctx, u) for u in units}
+    group = [ctx.source.unit_group(u) for u in units]
     for t in tables:
-        hit = {i for i, u in enumerate(units) if _unit_group(ctx, u) in (t,) or _unit_group(ctx, u).endswith("." + t)}
+        hit = {i for i, g in enumerate(group) if g == t or g.endswith("." + t)}
         if not hit:
             raise RecopyError(f"re-copy: {t!r} is not a table/collection of this migration (it has: "
-                              f"{', '.join(sorted(groups))})")
+                              f"{', '.join(sorted(set(group)))})")
         out |= hit
     for i in out:
         if units[i].get("resumable") is False:
@@ -116,7 +111,7 @@ class _Copier:
         r = ctx.sink.apply_changes(changes)
         rejected = {codec.key_text(tr.target_key_of(it)) for it, _why in r.rejected}
         dead_letter(ctx, "recopy", name, bad)
-        dead_letter(ctx, "recopy", f"{name}-target", [(it, why, _src(ctx, it)) for it, why in r.rejected], codec)
+        dead_letter(ctx, "recopy", f"{name}-target", [(it, why, source_key_or_none(ctx, it)) for it, why in r.rejected], codec)
         self.stats["rejected"] += len(bad) + len(r.rejected)
         for c, src in zip(changes, srcs):
             kt = codec.key_text(c.key)
@@ -134,13 +129,6 @@ class _Copier:
         self.stats["rewritten"] += 1
         kt = self.ctx.target_codec.key_text(target_key) if target_key is not None else str(src)
         self.keys.append({"key": kt, "action": action, **({"error": why} if why else {})})
-
-
-def _src(ctx: Context, item: Any) -> Any:
-    try:
-        return ctx.transform.source_key_of(item)
-    except Exception:
-        return None
 
 
 def recopy(ctx: Context, *, tables: Iterable[str] = (), segments: Iterable[int] = (),

@@ -15,48 +15,21 @@ from typing import Any
 
 from .. import layout
 from ..errors import RecordError
-from ..ports import Change
 from ..runtime import Context
+from .repair import converge
 
 PHASES = ("capture", "apply")
-_UNSET = object()
-
-
-def _write_current(ctx: Context, src_key: Any, rounds: int = 5) -> str | None:
-    """Write the key's current source state to the target, then read the source again and repeat until the state
-    written is the state the source holds (a change between the read and the write could otherwise be undone by
-    it: its own event may have been applied before this write). None when done, else why not."""
-    written: Any = _UNSET
-    for _ in range(rounds):
-        rec = ctx.source.get(src_key)
-        image = ctx.transform.item(rec) if rec is not None else None
-        if written is not _UNSET and _same(ctx, image, written):
-            return None  # stable: what the target got is what the source holds
-        if image is None:
-            change = Change(key=ctx.transform.key(src_key), op="delete", image=None, version=[], created_at=ctx.clock())
-        else:
-            change = Change(key=ctx.transform.target_key_of(image), op="put", image=image, version=[],
-                            created_at=ctx.clock())
-        r = ctx.sink.apply_changes([change])
-        if r.rejected:
-            return f"re-drive: refused again: {r.rejected[0][1]}"
-        written = image
-    return f"re-drive: the source kept changing over {rounds} reads; the apply carries its latest change"
-
-
-def _same(ctx: Context, a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return ctx.target_codec.canonical(a) == ctx.target_codec.canonical(b)
 
 
 def _repair(ctx: Context, src_key: Any) -> str | None:
+    """Write the key's current source state (see :func:`turnout.phases.repair.converge`); None when done."""
     try:
-        return _write_current(ctx, src_key)
+        _action, why = converge(ctx, src_key)
     except RecordError as exc:
         return f"re-drive: {exc}"
     except Exception as exc:  # the source or target still refuses: kept for the next re-drive
         return f"re-drive: {type(exc).__name__}: {exc}"
+    return f"re-drive: {why}" if why else None
 
 
 def redrive(ctx: Context) -> dict:

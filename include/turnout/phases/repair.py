@@ -57,7 +57,7 @@ def converge(ctx: Context, src_key: Any, target_key: Any = None, rounds: int = 5
             action = "delete"
         r = sink.apply_changes(changes)
         if r.rejected:
-            return action, f"the target refused it: {r.rejected[0][1]}"
+            return action, f"refused again by the target: {r.rejected[0][1]}"
         written = image
     return action, f"the source kept changing over {rounds} reads; the apply carries its latest change"
 
@@ -99,10 +99,6 @@ def keys_changed_since(ctx: Context, first_file: int) -> set[str]:
                     continue
 
 
-def _rows(ctx: Context, name: str) -> list[dict]:
-    return list(ctx.staging.iter_jsonl_gz(name))
-
-
 def _decode(ctx: Context, row: dict) -> tuple[Any, Any]:
     key = ctx.target_codec.from_json(row["key"]) if row.get("key") is not None else None
     src = ctx.source_codec.from_json(row["source_key"]) if row.get("source_key") is not None else None
@@ -124,13 +120,13 @@ def recheck(ctx: Context, differing: dict[str, dict], *, wait: Optional[float] =
     return still
 
 
-def record_run(ctx: Context, kind: str, summary: dict, keys: list[dict]) -> str:
+def record_run(ctx: Context, what: str, summary: dict, keys: list[dict]) -> str:
     """The run's report (every key) and a line in state/repairs.json; the audit reports list them."""
     at = summary["at"]
-    name = layout.repair_report(at) if kind == "repair" else layout.recopy_report(summary.get("name", str(int(at))))
+    name = layout.repair_report(at) if what == "repair" else layout.recopy_report(summary.get("name", str(int(at))))
     ctx.staging.put_json(name, {**summary, "keys": keys})
     hist = state.load(ctx.staging, layout.REPAIRS) or {"runs": []}
-    hist["runs"] = (hist["runs"] + [{"kind": kind, "report": name, **{k: v for k, v in summary.items()
+    hist["runs"] = (hist["runs"] + [{"kind": what, "report": name, **{k: v for k, v in summary.items()
                                                                        if not isinstance(v, (list, dict))}}])[-HISTORY_RUNS:]
     state.save(ctx.staging, layout.REPAIRS, hist)
     return name
@@ -144,7 +140,7 @@ def repair(ctx: Context, *, force: bool = False, recheck_wait: Optional[float] =
     if not latest.get("repair_pending") or not name:
         ctx.log.info("TURNOUT repair: the latest validation found no differing key; nothing to repair")
         return {"status": "nothing to repair", "repaired": 0, "pending": 0}
-    rows = _rows(ctx, name)
+    rows = list(st.iter_jsonl_gz(name))
     limit = ctx.spec.repair.max_keys
     if len(rows) > limit and not force:
         ctx.log.warning("TURNOUT repair: %d keys differ, more than repair.max_keys=%d: nothing repaired; the "

@@ -49,6 +49,7 @@ class Sampler:
     def __init__(self, ctx: Context, own, doc: dict):
         self.ctx, self.own, self.doc = ctx, own, doc
         self.flagged: set[str] = set()
+        self.started, self.lag = False, 0.0
         v = ctx.spec.validation
         self.fraction, self.budget = v.sample_fraction, v.sample_keys_per_round
         self.min_wait = v.sample_min_recheck_seconds
@@ -73,13 +74,12 @@ class Sampler:
             "key": c.target_codec.to_json(key),
             "source_key": c.source_codec.to_json(src_key) if src_key is not None else None, "tries": 0,
             "image": c.target_codec.to_json(image) if image is not None else None, "origin": origin,
-            "first_seen": c.clock(), "recheck_at": c.clock() + max(self._lag(), self.min_wait)}
+            "first_seen": c.clock(), "recheck_at": c.clock() + max(self.lag, self.min_wait)}
 
-    def _lag(self) -> float:
-        return float(lag_status(self.ctx)["lag_seconds"]) if self.apply_started() else 0.0
-
-    def apply_started(self) -> bool:
-        return self.ctx.staging.exists(layout.APPLY_CHECKPOINT)
+    def _look(self) -> None:
+        """Once per round (not per key): has the apply started, and the lag a recheck waits out."""
+        self.started = self.ctx.staging.exists(layout.APPLY_CHECKPOINT)
+        self.lag = float(lag_status(self.ctx)["lag_seconds"]) if self.started else 0.0
 
     # ------------------------------------------------------------------ what to sample
     def chunks(self) -> int:
@@ -120,7 +120,7 @@ class Sampler:
             if kt in self.doc["pending"]:
                 continue
             n += 1
-            if self._target_equals(key, image) or (self.apply_started()
+            if self._target_equals(key, image) or (self.started
                                                     and self._target_equals(key, self._source_now(src, kt))):
                 self.doc["matched"] += 1
             elif kt not in self.flagged:  # already reported
@@ -171,7 +171,7 @@ class Sampler:
                 continue
             key = ctx.target_codec.from_json(p["key"])
             src = ctx.source_codec.from_json(p["source_key"]) if p["source_key"] is not None else None
-            if self.apply_started():
+            if self.started:
                 now_src = self._source_now(src, kt)
                 # a source without deletes in its stream: a deleted record's target copy waits for the reconcile
                 ok = self._target_equals(key, now_src) or (
@@ -184,7 +184,7 @@ class Sampler:
                 continue
             if p.get("tries", 0) < RECHECKS - 1:  # a hot key may be changing again: once more after the lag
                 p["tries"] = p.get("tries", 0) + 1
-                p["recheck_at"] = now + max(self._lag(), self.min_wait)
+                p["recheck_at"] = now + max(self.lag, self.min_wait)
                 continue
             del self.doc["pending"][kt]
             got = ctx.sink.get(key)
@@ -195,6 +195,7 @@ class Sampler:
                           "rechecked after the lag)", kt, kind, now - p["first_seen"], p["origin"])
 
     def round(self) -> dict:
+        self._look()
         n = self.chunks() + self.changes()
         self.rechecks()
         d = self.doc

@@ -24,6 +24,9 @@ class DynamoDBSource(DynamoDBTable):
         self.enable_stream_allowed = enable_stream
         self.segments, self.target_segment_bytes, self.max_segments = segments, target_segment_bytes, max_segments
 
+    def unit_group(self, unit: dict) -> str:
+        return self.table
+
     def plan_units(self) -> list[dict]:
         """Parallel-scan segments: the spec's number, or one per target_segment_bytes of the table (auto)."""
         if self.segments == "auto":

@@ -171,6 +171,9 @@ class MongoSource(_Mongo):
 
     # ------------------------------------------------------------------ export
 
+    def unit_group(self, unit: dict) -> str:
+        return str(unit["ns"])
+
     def plan_units(self, docs_per_unit: int | None = None) -> list[dict]:
         """Export units: (ns, lo exclusive, hi inclusive) _id ranges from one pass over the _id index.
 

@@ -211,6 +211,9 @@ class MySQLSource:
             out.append(v)
         return out
 
+    def unit_group(self, unit: dict) -> str:
+        return str(unit["table"])
+
     def plan_units(self, rows_per_unit: int | None = None) -> list[dict]:
         """Export units: primary-key ranges (lo exclusive, hi inclusive) of about rows_per_unit rows."""
         rows_per_unit = rows_per_unit or self.rows_per_unit
