@@ -6,7 +6,7 @@ ITEMS ?= 100000
 DEMO_ARGS ?=
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)/scripts
 
-.PHONY: deps demo lint test test-unit stack-up stack-down bench bench-mysql bench-mongo bench-status clean
+.PHONY: deps demo lint test test-unit stack-up stack-down stop bench bench-mysql bench-mongo bench-status clean
 
 deps:
 	@scripts/install_deps.sh
@@ -27,8 +27,12 @@ test-unit: deps
 stack-up: deps
 	$(PY) scripts/stack.py up
 
-stack-down:
-	$(PY) scripts/stack.py down
+# every stack server and Airflow component any demo, test or bench of this checkout started, whatever its directory
+# (the process registry .turnout-run/: scripts/procreg.py); stack.py needs nothing outside the standard library
+stop:
+	$(if $(wildcard $(PY)),$(PY),python3) scripts/stack.py stop-all
+
+stack-down: stop
 
 bench: deps
 	$(PY) bench/bench_load.py
@@ -42,5 +46,5 @@ bench-mongo: deps
 bench-status: deps
 	$(PY) bench/bench_status.py $(BENCH_ARGS)
 
-clean: stack-down
+clean: stop
 	rm -rf .demo test-artifacts

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import procreg
 import stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,24 +207,33 @@ class LocalAirflow:
                            f"{self.home})")
 
     def _spawn(self, comp: str, env: dict[str, str]) -> None:
-        log = open(self.home / f"{comp}.log", "ab")
-        p = subprocess.Popen(self._command(comp), env=env, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(self.home))
-        self.procs[comp] = p
-        (self.home / f"{comp}.pid").write_text(str(p.pid))
+        """As the stack's servers are: pid file, log and process registry entry (`make stop` stops it too)."""
+        self.procs[comp] = stack.spawn(comp, self._command(comp), self.home, env, kind="airflow", cwd=str(self.home))
+
+    def _pids(self) -> dict[str, int]:
+        """The components' pids from their pid files, leaving out a pid now another process's (scripts/procreg.py)."""
+        pids: dict[str, int] = {}
+        for comp in self.components:
+            pidfile = self.home / f"{comp}.pid"
+            try:
+                pid = int(pidfile.read_text().strip())
+            except FileNotFoundError:
+                continue
+            except ValueError:
+                pidfile.unlink()
+                continue
+            if procreg.reused(pid):  # that component is gone, its pid is another process's now
+                procreg.forget(pid)
+                pidfile.unlink()
+            else:
+                pids[comp] = pid
+        return pids
 
     def stop(self, timeout: float = 20) -> None:
         """Stops every component by PID, all at once (SIGTERM to each one's process group, SIGKILL after
         ``timeout``), then any process they left behind (task processes run in process groups of their own),
         then, with celery, Redis and PostgreSQL."""
-        pids: dict[str, int] = {}
-        for comp in self.components:
-            pidfile = self.home / f"{comp}.pid"
-            if pidfile.exists():
-                try:
-                    pids[comp] = int(pidfile.read_text().strip())
-                except ValueError:
-                    pidfile.unlink()
+        pids = self._pids()
         left = [d for pid in pids.values() for d in _descendants(pid)]
         for pid in pids.values():
             stack.signal_group(pid, signal.SIGTERM)
@@ -239,6 +249,7 @@ class LocalAirflow:
             if stack._alive(pid):
                 stack.signal_group(pid, signal.SIGKILL)
             (self.home / f"{comp}.pid").unlink(missing_ok=True)
+            procreg.forget(pid)
         for proc in left:
             try:
                 proc.kill()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import airflow_local
+import procreg
 import stack
 import workload
 import workload_mongo
@@ -93,6 +95,7 @@ ROUTES: dict[str, DemoRoute] = {
 }
 DAG_ID = "migrate__demo_orders_to_alternator"  # the default route's DAG
 NATIVE_BUCKET = "turnout-native-export"  # moto S3 bucket for export mode native (source_on="moto")
+STOP = "make stop"  # stops what --keep leaves running (scripts/stack.py stop-all), whatever the --workdir
 
 
 def _alive_since(pid: int, at: float) -> bool:
@@ -506,6 +509,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     m = Migration(Path(a.workdir), a.items, a.writer_rate, route=a.route, executor=a.executor, staging=a.staging,
                   spec_overrides={"fallback.enabled": True} if a.fallback else None)
+    # the demo itself (its live writer is a thread of it) is in the process registry too: `make stop` stops a
+    # demo still running, along with the stack and the Airflow it started
+    procreg.record(os.getpid(), "demo", sys.argv, m.workdir)
     try:
         m.setup()
         if a.fallback:
@@ -530,11 +536,11 @@ def main(argv=None) -> int:
             say(f"audit report (JSON): {s['audit_report_json']}")
         return 0 if ok else 1
     finally:
+        procreg.forget(os.getpid())
         if not a.keep:
             m.teardown()
         else:
-            say(f"left running: Airflow {m.af.url if m.af else '-'}; stop with `make stack-down` and kill PIDs in "
-                f"{a.workdir}/airflow/*.pid")
+            say(f"left running: Airflow {m.af.url if m.af else '-'} and the stack; stop everything with `{STOP}`")
 
 
 def _fallback_demo(m: Migration) -> int:

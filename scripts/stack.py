@@ -2,10 +2,12 @@
 for NoSQL API server, a MariaDB with row-format binlogs, and two MongoDB-wire servers (nx-27017).
 
 Every server binds 127.0.0.1 only, is started from the project's own files, recorded by PID in the
-state directory, and stopped by PID.
+state directory and in the checkout's process registry (scripts/procreg.py), and stopped by PID.
 
     python scripts/stack.py up [--dir .stack]     # prints the endpoints as JSON
-    python scripts/stack.py down [--dir .stack]
+    python scripts/stack.py down [--dir .stack]   # the servers of that state directory
+    python scripts/stack.py stop-all              # `make stop`: every server and Airflow component any demo,
+                                                  # test or bench of this checkout started, wherever
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import procreg
 
 ROOT = Path(__file__).resolve().parent.parent
 EMULATOR = ROOT / ".deps" / "dynamodb-local"
@@ -46,11 +50,15 @@ def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None, w
     raise RuntimeError(f"{what} did not answer on 127.0.0.1:{port} within {timeout:.0f}s")
 
 
-def _spawn(name: str, cmd: list[str], state: Path, env: dict | None = None) -> subprocess.Popen:
+def spawn(name: str, cmd: list[str], state: Path, env: dict | None = None, sig: int = signal.SIGTERM,
+          kind: str = "", **popen) -> subprocess.Popen:
+    """Start ``cmd`` in a session (and process group) of its own, logging to ``<state>/<name>.log``, its pid in
+    ``<state>/<name>.pid`` and in the process registry (``sig``: the signal that stops it), for `make stop`."""
     state.mkdir(parents=True, exist_ok=True)
     log = open(state / f"{name}.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env={**os.environ, **(env or {})}, start_new_session=True, **popen)
+    procreg.record(proc.pid, name, cmd, state, sig=sig, kind=kind)
     (state / f"{name}.pid").write_text(str(proc.pid))
     return proc
 
@@ -64,7 +72,7 @@ def ddb_command(port: int) -> list[str]:
 
 def start_dynamodb(name: str, state: Path, port: int | None = None) -> dict:
     port = port or free_port()
-    proc = _spawn(name, ddb_command(port), state)
+    proc = spawn(name, ddb_command(port), state)
     wait_port(port, 60, proc, f"DynamoDB Local ({name})")
     return {"name": name, "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid}
 
@@ -72,7 +80,7 @@ def start_dynamodb(name: str, state: Path, port: int | None = None) -> dict:
 def start_moto(state: Path, port: int | None = None) -> dict:
     port = port or free_port()
     exe = VENV_BIN / "moto_server"
-    proc = _spawn("moto", [str(exe), "-H", "127.0.0.1", "-p", str(port)], state)
+    proc = spawn("moto", [str(exe), "-H", "127.0.0.1", "-p", str(port)], state)
     wait_port(port, 30, proc, "moto server")
     return {"name": "moto", "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid}
 
@@ -86,7 +94,7 @@ def start_cosmos(state: Path, port: int | None = None) -> dict:
     if not (COSMOS_DIR / "node_modules" / "@vercel" / "cosmosdb-server").exists():
         raise RuntimeError(f"Cosmos DB server not installed in {COSMOS_DIR}: run `make deps`")
     port = port or free_port()
-    proc = _spawn("cosmos", ["node", str(COSMOS_DIR / "launch.js"), str(port), "--http"], state)
+    proc = spawn("cosmos", ["node", str(COSMOS_DIR / "launch.js"), str(port), "--http"], state)
     wait_port(port, 30, proc, "Cosmos DB server")
     return {"name": "cosmos", "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid,
             "key": COSMOS_KEY}
@@ -114,7 +122,7 @@ def start_mariadb(state: Path, port: int | None = None, name: str = "mariadb") -
             raise RuntimeError(f"mariadb-install-db failed: {out.stderr[-2000:]}")
     mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
     sock = d / "sock"
-    proc = _spawn(name, [mariadbd, "--no-defaults", "--user=root", f"--datadir={data}", f"--socket={sock}",
+    proc = spawn(name, [mariadbd, "--no-defaults", "--user=root", f"--datadir={data}", f"--socket={sock}",
                          f"--port={port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
                          f"--log-bin={data}/binlog", "--binlog-format=ROW", "--binlog-row-image=FULL",
                          "--binlog-row-metadata=FULL", "--server-id=1", "--character-set-server=utf8mb4",
@@ -145,7 +153,7 @@ def start_mongo(name: str, state: Path, port: int | None = None) -> dict:
     port = port or free_port()
     data = (state / name).absolute()
     data.mkdir(parents=True, exist_ok=True)
-    proc = _spawn(name, [str(exe), "--data-dir", str(data), "--host", "127.0.0.1", "-p", str(port),
+    proc = spawn(name, [str(exe), "--data-dir", str(data), "--host", "127.0.0.1", "-p", str(port),
                          "--pid-file", str(data / "nx.pid"), "--log-file", str(data / "nx.log")], state)
     wait_port(port, 30, proc, f"MongoDB-wire server ({name})")
     return {"name": name, "endpoint": f"mongodb://127.0.0.1:{port}", "port": port, "pid": proc.pid,
@@ -234,14 +242,11 @@ def start_postgres(state: Path, port: int | None = None, name: str = "postgres")
                           "--no-instructions"], capture_output=True, text=True, cwd=str(base), **_as_user(ids))
     if out.returncode:
         raise RuntimeError(f"initdb failed ({out.returncode}): {out.stderr[-2000:]}")
-    log = open(state / f"{name}.log", "ab")
-    proc = subprocess.Popen([str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
-                             "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
-                             "-c", "shared_buffers=64MB", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                             "-c", "full_page_writes=off", "-c", "log_min_messages=warning"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(base),
-                            start_new_session=True, **_as_user(ids))
-    (state / f"{name}.pid").write_text(str(proc.pid))
+    proc = spawn(name, [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
+                        "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
+                        "-c", "shared_buffers=64MB", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                        "-c", "full_page_writes=off", "-c", "log_min_messages=warning"],
+                 state, sig=signal.SIGINT, kind="postgres", cwd=str(base), **_as_user(ids))  # SIGINT: fast shutdown
     wait_port(port, 60, proc, f"PostgreSQL ({name})")
     deadline = time.time() + 60
     while True:  # the port may answer while the server is still starting up
@@ -293,7 +298,7 @@ def start_redis(state: Path, port: int | None = None, name: str = "redis") -> di
     d = state / name
     d.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    proc = _spawn(name, [exe, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
+    proc = spawn(name, [exe, "--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes",
                          "--save", "", "--appendonly", "no", "--dir", str(d), "--daemonize", "no",
                          "--databases", "4", "--loglevel", "warning"], state)
     wait_port(port, 30, proc, f"Redis ({name})")
@@ -369,11 +374,12 @@ def distinct_ports(n: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """pid runs, and is not a reuse of the pid of a recorded process now gone (scripts/procreg.py)."""
     try:
         os.kill(pid, 0)
-        return True
     except OSError:
         return False
+    return not procreg.reused(pid)
 
 
 def signal_group(pid: int, sig: int) -> bool:
@@ -389,8 +395,10 @@ def signal_group(pid: int, sig: int) -> bool:
 
 
 def stop_pid(pid: int, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
-    """Signal the process group (or the process), wait up to timeout, then SIGKILL what is left."""
-    if not signal_group(pid, sig):
+    """Signal the process group (or the process), wait up to timeout, then SIGKILL what is left. A recorded
+    process whose pid now belongs to another process is gone already: that one is not signalled."""
+    if procreg.reused(pid) or not signal_group(pid, sig):
+        procreg.forget(pid)
         return
     deadline = time.time() + timeout
     while time.time() < deadline and _alive(pid):
@@ -404,6 +412,7 @@ def stop_pid(pid: int, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
+    procreg.forget(pid)
 
 
 def down(state: Path) -> list[str]:
@@ -421,6 +430,26 @@ def down(state: Path) -> list[str]:
     return stopped
 
 
+def stop_all(timeout: float = 20) -> tuple[list[str], list[str]]:
+    """Stop everything in the process registry (scripts/procreg.py: every stack server, Airflow component and demo
+    of this checkout, whatever its directory), then tidy their state directories (pid files, endpoints.json,
+    PostgreSQL's data directory) so that a later `up` or `down` there finds nothing stale. Returns (what was
+    stopped, what survived even SIGKILL), one line each."""
+    done, stuck = procreg.stop_all(timeout)
+    for rec in done:
+        d = Path(rec["workdir"])
+        pidfile = d / f"{rec['name']}.pid"
+        if pidfile.exists() and pidfile.read_text().strip() == str(rec["pid"]):
+            pidfile.unlink()
+        (d / "endpoints.json").unlink(missing_ok=True)
+        if rec.get("kind") == "postgres":
+            stop_postgres(d, rec["name"])  # its pid file is gone: removes its data directory only
+    def line(r: dict) -> str:
+        return f"{r['name']} (pid {r['pid']}, {r['stopped']} process{'es' if r['stopped'] > 1 else ''}) in {r['workdir']}"
+
+    return [line(r) for r in done if r["stopped"]], [line(r) for r in stuck]
+
+
 def aws_conn_uri(endpoint: str) -> str:
     """An Airflow aws connection (JSON form) pointing at a local endpoint, with dummy credentials."""
     return json.dumps({"conn_type": "aws", "login": "local", "password": "local",
@@ -435,11 +464,21 @@ def cosmos_conn_uri(endpoint: str, key: str = COSMOS_KEY) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["up", "down"])
+    ap.add_argument("command", choices=["up", "down", "stop-all"])
     ap.add_argument("--dir", default=str(ROOT / ".stack"))
+    ap.add_argument("--timeout", type=float, default=20, help="stop-all: seconds from SIGTERM to SIGKILL")
     a = ap.parse_args(argv)
     if a.command == "up":
         print(json.dumps(up(Path(a.dir)), indent=2))
+    elif a.command == "stop-all":
+        stopped, stuck = stop_all(a.timeout)
+        for s in stopped:
+            print(f"stopped {s}")
+        for s in stuck:
+            print(f"STILL RUNNING after SIGKILL: {s}", file=sys.stderr)
+        if not stopped + stuck:
+            print(f"nothing left running (registry {procreg.run_dir()})")
+        return 1 if stuck else 0
     else:
         print("stopped:", " ".join(down(Path(a.dir))) or "nothing")
     return 0

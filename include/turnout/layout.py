@@ -50,6 +50,7 @@ FALLBACK_PREFIX = "fallback"
 REPAIRS = "state/repairs.json"  # every repair and re-copy run: keys repaired, by whom, when
 REPAIR_CHECKPOINT = "repair/checkpoint.json"
 RECOPY = "recopy/"  # recopy/<name>/checkpoint.json: one re-copy's owner record
+ALERTS = "state/alerts.json"  # alert episodes: what fires, since when, what was notified
 SAMPLED = "state/sampled.json"  # the sampled validation while the migration runs
 LOADED_CONFIRMED = "state/target-loaded.json"  # CDC-only runs: a person confirmed the target is loaded
 

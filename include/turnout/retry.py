@@ -7,6 +7,22 @@ import threading
 import time
 
 
+_throttled = {"count": 0}
+_throttled_lock = threading.Lock()
+
+
+def note_throttled(n: int = 1) -> None:
+    """Count a request the server throttled (a 429, ProvisionedThroughputExceeded, UnprocessedItems, a retryable
+    MongoDB error): the process's total goes into the progress line and the metrics."""
+    with _throttled_lock:
+        _throttled["count"] += n
+
+
+def throttled_total() -> int:
+    """Throttled requests this process has seen so far."""
+    return _throttled["count"]
+
+
 def backoff_delays(base: float = 0.05, cap: float = 20.0, attempts: int = 12):
     """Full-jitter exponential backoff (AWS architecture blog): sleep U(0, min(cap, base*2^n))."""
     for n in range(attempts):

@@ -33,6 +33,9 @@ class Context:
     s3_client_factory: Optional[Callable[[], Any]] = None
     run_id: str = ""
     clock: Callable[[], float] = time.time
+    # called after every progress line with (phase, fields): the Airflow glue's metrics and alerts; an observer
+    # that raises is logged and never stops the phase
+    observers: list[Callable[[str, dict], None]] = field(default_factory=list)
 
     @cached_property
     def route(self) -> Route:
@@ -86,6 +89,11 @@ class Context:
         """One parseable progress line: ``TURNOUT phase=load chunk=3 items=1200 rate=850.1/s``."""
         parts = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
         self.log.info("TURNOUT phase=%s %s", phase, parts)
+        for observe in self.observers:
+            try:
+                observe(phase, fields)
+            except Exception as exc:  # noqa: BLE001 - watching a migration must never stop it
+                self.log.warning("TURNOUT observer %r failed: %s: %s", observe, type(exc).__name__, exc)
 
     def whoami(self) -> dict:
         """Who does the work: the worker's name (TURNOUT_WORKER_NAME, set where several workers share a host)

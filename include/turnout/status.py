@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from . import layout
+from .progress import bars, change_rates
 
 # phase names, in the order a migration goes through them
 PHASES = ("not started", "preflight", "export", "load", "catch-up", "cutover", "cut over")
@@ -170,13 +171,15 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
     validation = st.get_json(layout.VALIDATION_LATEST)
     sampled = st.get_json(layout.SAMPLED)
     fallback = st.get_json(layout.FALLBACK)
+    alerts = st.get_json(layout.ALERTS) or {}
+    repairs = (st.get_json(layout.REPAIRS) or {}).get("runs") or []
     dead: dict[str, int] = {}
     for k in st.list(layout.DEADLETTER):
         phase = k.split("/")[1]
         dead[phase] = dead.get(phase, 0) + 1
     reports = {stage: layout.audit_report(stage, "html") for stage in ("validation", "cutover", "fallback")
                if st.exists(layout.audit_report(stage, "json"))}
-    return {
+    out = {
         "phase": _phase(st, preflight, positions, export, load, cutover, control),
         "preflight": {k: preflight.get(k) for k in ("status", "verdict", "item_count_estimate",
                                                     "estimated_copy_hours", "fallback")} if preflight else None,
@@ -189,7 +192,7 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
                                     "apply_heartbeat_age", "gap_in_seconds", "at") if k in lag} if lag else None,
         "lag_history": [{k: h.get(k) for k in ("at", "lag_seconds", "backlog")} for h in hist[::step]],
         "validation": {k: validation.get(k) for k in ("ok", "final", "source_count", "target_count", "differences",
-                                                      "missing", "extra", "different", "at")} | {
+                                                      "missing", "extra", "different", "at", "repair_pending")} | {
             "differing_keys": (validation.get("differing_keys") or [])[:10],
             "repaired": validation.get("repaired")} if validation else None,
         "sampled": {"checked": sampled.get("checked", 0), "pending": len(sampled.get("pending") or {}),
@@ -200,5 +203,12 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
         "cutover": {k: cutover.get(k) for k in ("at", "approved_by", "final_lag_seconds", "changes_applied")}
         if cutover else None,
         "reports": reports,
+        "rates": change_rates(hist),
+        "alerts": {name: {k: a.get(k) for k in ("since", "message", "notified_at")}
+                   for name, a in (alerts.get("rules") or {}).items() if a.get("state") == "firing"},
+        "repair": {k: repairs[-1].get(k) for k in ("kind", "status", "repaired", "pending", "at", "report")}
+        if repairs else None,
         "at": now,
     }
+    out["progress"] = bars(out)
+    return out

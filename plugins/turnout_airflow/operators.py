@@ -17,6 +17,7 @@ from turnout import layout, phases
 from turnout.errors import LateWrites, TurnoutError
 
 from .context import build_context
+from .observe import Observer
 from .triggers import TurnoutWaitTrigger
 
 
@@ -42,21 +43,43 @@ class TurnoutOperator(BaseOperator):
                              log=self.log, connections=connections)
 
     reverse = False  # the fallback's tasks run the phase on the reverse migration (target -> source)
+    observe = True  # metrics and alerts after every progress line and at the end (not in the many mapped tasks)
 
     def execute(self, context) -> Any:
         if context["params"].get("dry_run") and self.phase != "preflight":
             raise AirflowSkipException("dry run: only preflight runs")
         ctx = self.turnout_context(context)
+        observer = Observer(ctx.spec, ctx.staging, dag_id=self.dag_id) if self.observe else None
+        if observer:
+            ctx.observers.append(observer.on_progress)
         if self.reverse:
             phases.fallback_state(ctx)  # the cutover recorded the target's position, or a clear error
             ctx = phases.reverse_context(ctx)
+        failure = None
         try:
             return self.run_phase(ctx, context)
+        except TurnoutError as exc:
+            if self.phase in VALIDATION_PHASES:
+                failure = {"phase": self.phase, "error": str(exc)[:1000]}
+            raise
         finally:
             ctx.close()
+            if observer:
+                _look_last(observer, failure, self.log)
 
     def run_phase(self, ctx, context) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+VALIDATION_PHASES = ("validate", "repair", "cutover", "fallback_end")  # a failure here alerts on_validation_failure
+
+
+def _look_last(observer: Observer, failure: dict | None, log) -> None:
+    """The task's last look (metrics, alerts); never the reason a task fails."""
+    try:
+        observer.look(force=True, task_failure=failure)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("TURNOUT metrics/alerts: %s: %s", type(exc).__name__, exc)
 
 
 class PreflightOperator(TurnoutOperator):
@@ -108,6 +131,7 @@ class ExportOperator(TurnoutOperator):
     """
 
     phase = "export"
+    observe = False
     template_fields: Sequence[str] = ("spec_file", "unit")
 
     def __init__(self, *, unit: int, **kwargs) -> None:
@@ -132,6 +156,7 @@ class LoadOperator(TurnoutOperator):
     """
 
     phase = "load"
+    observe = False
     template_fields: Sequence[str] = ("spec_file", "unit")
 
     def __init__(self, *, unit: int, **kwargs) -> None:

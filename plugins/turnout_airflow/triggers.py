@@ -7,6 +7,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from .observe import Observer
+
 
 def _check_catch_up(ctx, state):
     from turnout.phases import catch_up_check
@@ -58,12 +60,18 @@ class TurnoutWaitTrigger(BaseTrigger):
             yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
             return
         state: dict = {}
+        observer = Observer(ctx.spec, ctx.staging) if self.check == "catch_up" else None
         while True:
             try:
                 done, status = await asyncio.to_thread(fn, ctx, state)
             except Exception as exc:
                 yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                 return
+            if observer:
+                try:
+                    await asyncio.to_thread(observer.look)
+                except Exception as exc:  # noqa: BLE001 - metrics and alerts never fail the gate
+                    self.log.warning("TURNOUT metrics/alerts: %s: %s", type(exc).__name__, exc)
             self.log.info("TURNOUT phase=%s %s", self.check, " ".join(f"{k}={v}" for k, v in status.items()))
             if done:
                 yield TriggerEvent({"status": "done", "summary": status})

@@ -23,7 +23,7 @@ import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from .ui_cells import validation_cell
+from .ui_cells import progress_cell, validation_cell
 
 from airflow.api_fastapi.core_api.security import get_user
 
@@ -124,13 +124,29 @@ def ui_base(request: Request) -> str:
 # ------------------------------------------------------------------------------------------ the model
 
 
-def migration_rows(request: Request) -> list[dict]:
+PER_PAGE = 25
+
+
+def select_specs(specs: list, *, tag: str = "", q: str = "", page: int = 1,
+                 per_page: int = PER_PAGE) -> tuple[list, int]:
+    """The specs on one page of the view, filtered by a DAG tag and a name substring; and how many match."""
+    def tags(spec) -> set[str]:
+        return {"turnout", f"{spec.source.kind}-to-{spec.target.kind}", *spec.tags}
+
+    hits = [(s, f) for s, f in specs if (not tag or tag in tags(s)) and (not q or q.lower() in s.name.lower())]
+    start = (max(1, page) - 1) * per_page
+    return hits[start:start + per_page], len(hits)
+
+
+def migration_rows(request: Request, *, tag: str = "", q: str = "", page: int = 1,
+                   per_page: int = PER_PAGE) -> tuple[list[dict], int]:
     from turnout.status import migration_status
 
     api = AirflowAPI(request)
     rows = []
+    specs, total = select_specs(load_specs(), tag=tag, q=q, page=page, per_page=per_page)
     try:
-        for spec, spec_file in load_specs():
+        for spec, spec_file in specs:
             dag_id = spec.dag_id
             row: dict[str, Any] = {"name": spec.name, "dag_id": dag_id, "route": f"{spec.source.kind} -> "
                                    f"{spec.target.kind}", "spec_digest": spec.digest()}
@@ -158,12 +174,22 @@ def migration_rows(request: Request) -> list[dict]:
                 pending = api.pending_approvals(dag_id, run["dag_run_id"])
                 if pending:
                     row["approval"] = {"subject": pending[0].get("subject"),
-                                       "url": f"{api.ui_base}/required_actions"}
+                                       "url": f"{api.ui_base}/required_actions",
+                                       "created_at": _epoch(pending[0].get("created_at"))}
             row["phase"] = display_phase(row)
             rows.append(row)
     finally:
         api.close()
-    return rows
+    return rows, total
+
+
+def _epoch(text) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp() if text else None
+    except ValueError:
+        return None
 
 
 def task_url(base: str, dag_id: str, run_id: str, task_id: str, map_index: int | None) -> str:
@@ -203,8 +229,12 @@ def _n(v) -> str:
     return "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def render_row(row: dict, report_base: str) -> str:
+def render_row(row: dict, report_base: str, now: float | None = None) -> str:
+    import time
+
     st = row.get("status") or {}
+    now = time.time() if now is None else now
+    prog = st.get("progress") or {}
     exp, load, lag, val = st.get("export") or {}, st.get("load") or {}, st.get("lag") or {}, st.get("validation")
     e = html.escape
     vtext = validation_cell(st)
@@ -230,10 +260,13 @@ data-backlog="{lag.get('backlog', '')}" data-lag="{lag.get('lag_seconds', '')}" 
 data-captured="{lag.get('captured', '')}" data-applied="{lag.get('applied', '')}" \
 data-lag-samples="{len(st.get('lag_history') or [])}" \
 data-validation="{'' if not val else 'ok' if val.get('ok') else 'failed'}" data-dead-letter-files="{dead}" \
-data-sampled-differences="{(st.get('sampled') or {}).get('persistent', '')}">
+data-sampled-differences="{(st.get('sampled') or {}).get('persistent', '')}" \
+data-alerts="{e(','.join(sorted(st.get('alerts') or {})))}" \
+data-eta-catch-up="{(prog.get('catch_up') or {}).get('eta_seconds', '')}">
 <td><b>{e(row['name'])}</b><br><small>{e(row['route'])}<br>run: {e(str((row.get('run') or {}).get('state')))}</small>
 {('<br><span class="bad">' + e(row['error']) + '</span>') if row.get('error') else ''}</td>
 <td class="phase" title="{e(verdict)}">{e(row['phase'])}{('<br>' + approval) if approval else ''}</td>
+<td class="progress">{progress_cell(st, row.get('approval'), now)}</td>
 <td class="chunks">export {exp.get('segments_done', 0)}/{exp.get('segments', 0)} segments<br>
 load <b>{load.get('chunks_done', 0)}/{load.get('chunks', 0)}</b> chunks{('<br><small>on ' + e(workers) + '</small>') if workers else ''}</td>
 <td class="items">{_n(load.get('written', 0))}<br><small>exported {_n(exp.get('items', 0))}</small></td>
@@ -249,11 +282,17 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Turn
 <style>body{{font-family:sans-serif;margin:1em;color:#222;background:#fff}}table{{border-collapse:collapse;width:100%}}
 th,td{{border-bottom:1px solid #ddd;padding:.4em;text-align:left;vertical-align:top;font-size:13px}}
 th{{background:#f6f8fa}}.ok{{color:#1a7f37}}.bad{{color:#cf222e}}a.log{{margin-right:.3em;font-size:11px}}
-a.s-failed{{color:#cf222e}}a.s-running{{color:#0969da;font-weight:bold}}a.approve{{color:#9a6700;font-weight:bold}}
+a.s-failed{{color:#cf222e}}.bar{{display:flex;align-items:center;gap:.4em;margin:.15em 0;white-space:nowrap}}
+.bar .label{{width:4.5em;font-size:11px}}.bar .track{{display:inline-block;width:120px;height:10px;background:#eaeef2;
+border-radius:3px;overflow:hidden}}.bar .fill{{display:block;height:100%;background:#2da44e}}.bar .nums{{font-size:11px}}
+.alert{{font-weight:bold;font-size:12px}}.pager a{{margin:0 .3em}}a.s-running{{color:#0969da;font-weight:bold}}a.approve{{color:#9a6700;font-weight:bold}}
 </style></head><body>
 <h2>Migrations</h2><p><small>From staging and Airflow's API at {at}; refreshes every {refresh} s.
 <a href="api/migrations">JSON</a></small></p>
-<table id="migrations"><tr><th>migration</th><th>phase</th><th>chunks done / total</th><th>items copied</th>
+<form class="filter" method="get"><input name="q" value="{q}" placeholder="name"> <input name="tag" value="{tag}"
+placeholder="tag"> <button>filter</button> <small>{shown} of {total} migrations</small> <span class="pager">{pager}</span>
+</form>
+<table id="migrations"><tr><th>migration</th><th>phase</th><th>progress</th><th>chunks done / total</th><th>items copied</th>
 <th>backlog</th><th>lag</th><th>last validation</th><th>task logs, reports</th></tr>
 {rows}</table>
 <script>
@@ -280,18 +319,32 @@ app = FastAPI(title="Turnout", description="Turnout migrations: status from stag
 
 
 @app.get("/api/migrations")
-def api_migrations(request: Request) -> JSONResponse:
-    return JSONResponse({"migrations": migration_rows(request)})
+def api_migrations(request: Request, tag: str = "", q: str = "", page: int = 1,
+                   per_page: int = PER_PAGE) -> JSONResponse:
+    rows, total = migration_rows(request, tag=tag, q=q, page=page, per_page=per_page)
+    return JSONResponse({"migrations": rows, "total": total, "page": page, "per_page": per_page})
+
+
+def pager(total: int, page: int, per_page: int, tag: str, q: str) -> str:
+    pages = max(1, -(-total // per_page))
+    if pages == 1:
+        return ""
+    qs = urllib.parse.urlencode({k: v for k, v in (("tag", tag), ("q", q)) if v})
+    return " ".join(f"<b>{p}</b>" if p == page else f'<a href="?{qs}&amp;page={p}">{p}</a>'
+                    for p in range(1, pages + 1))
 
 
 @app.get("/migrations", response_class=HTMLResponse)
-def migrations_page(request: Request, refresh: int = 10) -> HTMLResponse:
+def migrations_page(request: Request, refresh: int = 10, tag: str = "", q: str = "", page: int = 1,
+                    per_page: int = PER_PAGE) -> HTMLResponse:
     import time
 
-    rows = migration_rows(request)
+    rows, total = migration_rows(request, tag=tag, q=q, page=page, per_page=per_page)
     body = "\n".join(render_row(r, "migrations") for r in rows) or \
-        '<tr><td colspan="8">no migrations: add a spec to dags/specs/</td></tr>'
-    return HTMLResponse(PAGE.format(rows=body, refresh=max(2, refresh),
+        '<tr><td colspan="9">no migrations: add a spec to dags/specs/</td></tr>'
+    e = html.escape
+    return HTMLResponse(PAGE.format(rows=body, refresh=max(2, refresh), q=e(q), tag=e(tag), shown=len(rows),
+                                    total=total, pager=pager(total, page, per_page, tag, q),
                                     at=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())))
 
 

@@ -40,3 +40,52 @@ def validation_cell(st: dict) -> str:
     elif fb_pre:
         vtext += f'<br><small class="fallback">fallback: {e(fb_pre)}</small>'
     return vtext
+
+
+def duration(seconds) -> str:
+    """A short duration: 45 s, 12 min, 3.5 h, 2.1 d."""
+    if seconds is None:
+        return "-"
+    s = float(seconds)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+BAR_LABELS = (("export", "export"), ("load", "load"), ("catch_up", "catch-up"))
+
+
+def bar(name: str, label: str, b: dict) -> str:
+    """One phase's progress bar: a filled share, done/total and the ETA (data-* carry the numbers)."""
+    frac = b.get("fraction")
+    pct = 0.0 if frac is None else max(0.0, min(1.0, float(frac))) * 100
+    eta = b.get("eta_seconds")
+    done, total = b.get("done"), b.get("total")
+    eta_text = "done" if frac == 1.0 else f"ETA {duration(eta)}" if eta is not None else "ETA -"
+    return (f'<div class="bar" data-bar="{name}" data-done="{"" if done is None else done}" '
+            f'data-total="{"" if total is None else total}" data-fraction="{"" if frac is None else frac}" '
+            f'data-eta="{"" if eta is None else eta}"><span class="label">{label}</span>'
+            f'<span class="track"><span class="fill" style="width:{pct:.1f}%"></span></span>'
+            f'<span class="nums">{_n(done)} / {_n(total)} · {eta_text}</span></div>')
+
+
+def progress_cell(st: dict, approval: dict | None, now: float) -> str:
+    """Progress bars per phase, the approval's waiting time, alerts firing and the repair state."""
+    e = html.escape
+    prog = st.get("progress") or {}
+    out = [bar(name, label, prog.get(name) or {}) for name, label in BAR_LABELS]
+    if approval and approval.get("created_at") is not None:
+        out.append(f'<div class="waiting" data-waiting="{max(0.0, now - approval["created_at"]):.0f}">approval '
+                   f'waiting {duration(now - approval["created_at"])}</div>')
+    for rule, a in sorted((st.get("alerts") or {}).items()):
+        out.append(f'<div class="bad alert" data-alert="{e(rule)}" title="since {a.get("since")}">ALERT {e(rule)}: '
+                   f'{e(str(a.get("message")))}</div>')
+    rep = st.get("repair")
+    if rep:
+        out.append(f'<div class="repair"><small>{e(str(rep.get("kind")))}: {e(str(rep.get("status")))}, '
+                   f'{_n(rep.get("repaired"))} keys repaired of {_n(rep.get("pending"))}</small></div>')
+    return "".join(out)

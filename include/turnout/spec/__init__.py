@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import SpecError
 from .mapping import CASTS, Mapping, TableMapping, template_fields
-from .sections import Apply, Capture, CatchUp, Cutover, Export, Fallback, Load, RateLimits, Repair, StagingSpec, Validation
+from .sections import Alerts, Apply, Capture, CatchUp, Cutover, Export, Fallback, Load, RateLimits, Repair, StagingSpec, Validation
 from .sides import _NAME, KINDS, Source, Strict, Target
 
 __all__ = ["MigrationSpec", "parse_spec", "load_spec", "template_fields", "Mapping", "TableMapping", "CASTS", "KINDS",
@@ -42,6 +42,7 @@ class MigrationSpec(Strict):
     repair: Repair = Repair()
     cutover: Cutover = Cutover()
     fallback: Fallback = Fallback()
+    alerts: Alerts = Alerts()
     staging: StagingSpec
     schedule: Optional[str] = Field(default=None, description="cron or preset; re-runs resume, never redo")
     tags: list[str] = Field(default_factory=list)

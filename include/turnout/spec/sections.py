@@ -117,6 +117,37 @@ class Fallback(Strict):
         "how long the way back is kept open; at its end the decision is asked for again (never taken silently)"))
 
 
+class NotifierSpec(Strict):
+    webhook: Optional[str] = Field(default=None, description=(
+        "an http(s) URL: Turnout's WebhookNotifier posts the alert there as JSON"))
+    notifier: Optional[str] = Field(default=None, description=(
+        "the import path of an Airflow BaseNotifier class (Slack, email, SNS, Teams ... from their providers)"))
+    args: dict = Field(default_factory=dict, description="keyword arguments for that notifier's constructor")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if bool(self.webhook) == bool(self.notifier):
+            raise ValueError("a notifier is either {webhook: URL} or {notifier: import.path.Class, args: {...}}")
+        if self.webhook and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError(f"webhook {self.webhook!r} is not an http(s) URL")
+        if self.webhook and self.args:
+            raise ValueError("args go with notifier:, not with webhook:")
+        return self
+
+
+class Alerts(Strict):
+    lag_seconds_over: Optional[float] = Field(default=None, gt=0, description=(
+        "page when the change lag stays above this many seconds (once the apply runs; None = off)"))
+    for_seconds: float = Field(default=0, ge=0, description="...for at least this long")
+    on_dead_letter: bool = Field(default=True, description="page when a record goes to the dead-letter store")
+    on_validation_failure: bool = Field(default=True, description=(
+        "page when a validation, the repair or the sampled validation finds the target wrong"))
+    notifiers: list[NotifierSpec] = Field(default_factory=list, description=(
+        "called once when an alert starts and once when it clears (no notifiers: alerts show in the view only)"))
+    view_url: Optional[str] = Field(default=None, description=(
+        "the Migrations view's address in alert messages (default: Airflow's [api] base_url + the plugin's path)"))
+
+
 class StagingSpec(Strict):
     url: str = Field(description="s3://bucket/prefix, or an absolute local path (single machine only)")
     conn_id: Optional[str] = Field(default=None, description="aws connection for s3:// staging")

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Optional
 from ...codec import JSON_DOC
 from ...errors import PreflightError, TurnoutError
 from ...ports import Capabilities, Change, SourceInfo, WriteResult
-from ...retry import TokenBucket, backoff_delays
+from ...retry import TokenBucket, backoff_delays, note_throttled
 from .mapping import doc_size
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ class CosmosSink:
                 if exc.status_code != 429:
                     raise
                 self.throttled += 1
+                note_throttled()
                 if time.monotonic() > deadline:
                     raise TurnoutError(f"Cosmos DB kept answering 429 for {THROTTLE_DEADLINE_SECONDS} s") from None
                 headers = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers", {}) or {}
@@ -260,6 +261,7 @@ class CosmosSink:
                 if exc.status_code != 429 or time.monotonic() > deadline:
                     raise
                 self.throttled += 1
+                note_throttled()
                 headers = getattr(exc, "headers", None) or {}
                 ms = headers.get("x-ms-retry-after-ms")
                 time.sleep(float(ms) / 1000 if ms else next(delays))

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional
 
 from ...codec import Item
 from ...errors import PreflightError, TurnoutError
-from ...retry import backoff_delays
+from ...retry import backoff_delays, note_throttled
 
 # DynamoDB Local truncates ApproximateCreationDateTime to the minute; AWS to the millisecond.
 # Records stamped up to this long before the recorded position are kept (replaying a few old full
@@ -77,6 +77,7 @@ def call_with_backoff(fn, *args, what: str = "call", **kwargs):
             if _code(exc) not in THROTTLE_CODES:
                 raise
             last = exc
+            note_throttled()
             log.warning("%s throttled (%s); retrying in %.2fs", what, _code(exc), delay)
             time.sleep(delay)
     raise TurnoutError(f"{what}: still throttled after retries: {last}")

@@ -12,7 +12,7 @@ from typing import Any
 from ...codec import Item, item_size
 from ...errors import PreflightError, TurnoutError
 from ...ports import Capabilities, Change, SourceInfo, WriteResult
-from ...retry import backoff_delays
+from ...retry import backoff_delays, note_throttled
 from .client import THROTTLE_CODES, DynamoDBConfig, DynamoDBTable, _code
 
 
@@ -102,6 +102,7 @@ class DynamoDBSink(DynamoDBTable):
             res.written += len(pending) - len(unprocessed)
             pending = unprocessed
             if pending:
+                note_throttled()
                 try:
                     time.sleep(next(delays))
                 except StopIteration:

@@ -11,7 +11,7 @@ from typing import Callable, Any, Optional
 
 from ...errors import TurnoutError
 from ...ports import Capabilities, Change, SourceInfo, WriteResult
-from ...retry import backoff_delays
+from ...retry import backoff_delays, note_throttled
 from .client import (
     SYSTEM_DBS,
     THROTTLE_CODES,
@@ -86,6 +86,7 @@ class MongoSink(_Mongo):
                 if not _transient(exc):
                     raise
             if pending:
+                note_throttled()
                 try:
                     time.sleep(next(delays))
                 except StopIteration:
