@@ -122,7 +122,7 @@ class Migration:
         """``executor``: "local" (LocalExecutor, SQLite) or "celery" (CeleryExecutor, PostgreSQL, Redis, two
         workers: see airflow_local). ``staging``: "local" (a directory, ``self.staging``) or "s3" (a bucket on the
         stack's moto S3, through an Airflow aws connection). ``airflow_options``: more LocalAirflow keywords
-        (e.g. worker_concurrency, spread_mapped). ``spec_overrides``: dotted spec keys set in a private copy of the
+        (e.g. worker_concurrency, spread_mapped; ``env``: more environment for every Airflow component). ``spec_overrides``: dotted spec keys set in a private copy of the
         route's spec (Airflow then reads a dags folder in the workdir holding the loader and that one spec).
         ``source_on``: "ddb" (DynamoDB Local) or "moto" (moto's DynamoDB, which has ExportTableToPointInTime, for
         export mode native; its S3 holds the export)."""
@@ -177,6 +177,7 @@ class Migration:
             say(f"staging on the stack's S3 (moto): {self.staging_url}, Airflow connection turnout_staging")
         if self.spec_overrides:
             self.airflow_options["dags_folder"] = self._private_dags()
+        env.update(self.airflow_options.pop("env", None) or {})  # e.g. a test's [metrics] settings
         self.af = airflow_local.LocalAirflow(self.workdir / "airflow", env, port=self.airflow_port,
                                              executor=self.executor, **self.airflow_options)
         if self.executor == "celery":

@@ -98,8 +98,6 @@ def judge(staging, alerts, status: dict, *, now: Optional[float] = None, task_fa
     """Move every rule's episode on and return the events this caller must send (see the module's text)."""
     now = time.time() if now is None else now
     conds = conditions(alerts, status, task_failure)
-    if not conds:
-        return []
     for _ in range(attempts):
         raw, etag = staging.get_tagged(layout.ALERTS)
         doc = json.loads(raw) if raw else {"rules": {}, "history": []}
@@ -112,6 +110,11 @@ def judge(staging, alerts, status: dict, *, now: Optional[float] = None, task_fa
                 rules[rule]["by_task"] = True
             if ev:
                 events.append(ev)
+        for rule in set(rules) - set(conds):  # a rule the spec no longer has: its open episode ends
+            if rules[rule].get("state") == "firing":
+                events.append(AlertEvent(rule, "cleared", "the rule is no longer in the spec", rules[rule].get(
+                    "since") or now, now))
+            rules.pop(rule)
         if not events and rules == doc.get("rules"):
             return []
         history = (doc.get("history") or []) + [e.as_dict() for e in events]

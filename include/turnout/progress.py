@@ -39,8 +39,8 @@ def _bar(done: float, total: Optional[float], rate: Optional[float], finished: b
     if not total:
         return {"done": done, "total": None, "fraction": None, "eta_seconds": None, "rate": rate}
     fraction = min(0.99, done / total) if total else None  # an estimate is never "done" before the phase is
-    left = max(0.0, total - done)
-    eta = round(left / rate, 1) if rate and rate > 0 else None
+    left = total - done
+    eta = round(left / rate, 1) if rate and rate > 0 and left > 0 else None  # past the estimate: no honest ETA
     return {"done": done, "total": total, "fraction": round(fraction, 4) if fraction is not None else None,
             "eta_seconds": eta, "rate": rate}
 

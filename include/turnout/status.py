@@ -189,7 +189,7 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
         "export": export,
         "load": load,
         "lag": {k: lag[k] for k in ("backlog", "lag_seconds", "captured", "applied", "capture_heartbeat_age",
-                                    "apply_heartbeat_age", "gap_in_seconds", "at") if k in lag} if lag else None,
+                                    "apply_heartbeat_age", "gap_in_seconds", "namespaces", "at") if k in lag} if lag else None,
         "lag_history": [{k: h.get(k) for k in ("at", "lag_seconds", "backlog")} for h in hist[::step]],
         "validation": {k: validation.get(k) for k in ("ok", "final", "source_count", "target_count", "differences",
                                                       "missing", "extra", "different", "at", "repair_pending")} | {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import time
 from typing import Any, Callable, Optional
 
@@ -85,6 +86,12 @@ def gauges(status: dict) -> list[tuple[str, float, dict]]:
     return out
 
 
+def tag_value(v: Any) -> str:
+    """A tag value StatsD keeps: anything but letters, digits, ``_ . -`` becomes ``_`` ("cut over" -> "cut_over");
+    Airflow's StatsD client drops a whole metric whose name (tags included) holds another character."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(v))
+
+
 def stats():
     """Airflow's metrics facade (configured from ``[metrics]`` by the task runner, triggerer and API server)."""
     from airflow.sdk.observability.stats import Stats
@@ -133,7 +140,7 @@ def build_notifiers(spec) -> list:
 class Observer:
     """Looks at one migration's status every ``interval`` seconds at most: gauges, throttles, alerts."""
 
-    def __init__(self, spec, staging, *, dag_id: str = "", interval: float = 15.0, clock=time.time,
+    def __init__(self, spec, staging, *, dag_id: str = "", interval: float = 30.0, clock=time.time,
                  status_fn: Optional[Callable[[Any], dict]] = None):
         from turnout.routes import route_of
 
@@ -173,10 +180,10 @@ class Observer:
     def emit(self, status: dict) -> None:
         s = stats()
         for name, value, extra in gauges(status):
-            s.gauge(name, value, tags={**self.tags, **extra})
+            s.gauge(name, value, tags={k: tag_value(v) for k, v in {**self.tags, **extra}.items()})
         total = throttled_total()
         if total > self.throttled_sent:
-            s.incr(THROTTLED_COUNTER, total - self.throttled_sent, tags=self.tags)
+            s.incr(THROTTLED_COUNTER, total - self.throttled_sent, tags={k: tag_value(v) for k, v in self.tags.items()})
             self.throttled_sent = total
 
     def notify(self, ev: alerting.AlertEvent) -> None:

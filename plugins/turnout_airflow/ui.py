@@ -283,8 +283,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Turn
 th,td{{border-bottom:1px solid #ddd;padding:.4em;text-align:left;vertical-align:top;font-size:13px}}
 th{{background:#f6f8fa}}.ok{{color:#1a7f37}}.bad{{color:#cf222e}}a.log{{margin-right:.3em;font-size:11px}}
 a.s-failed{{color:#cf222e}}.bar{{display:flex;align-items:center;gap:.4em;margin:.15em 0;white-space:nowrap}}
-.bar .label{{width:4.5em;font-size:11px}}.bar .track{{display:inline-block;width:120px;height:10px;background:#eaeef2;
-border-radius:3px;overflow:hidden}}.bar .fill{{display:block;height:100%;background:#2da44e}}.bar .nums{{font-size:11px}}
+.bar .label{{width:4.5em;font-size:11px}}.bar .nums{{font-size:11px}}
 .alert{{font-weight:bold;font-size:12px}}.pager a{{margin:0 .3em}}a.s-running{{color:#0969da;font-weight:bold}}a.approve{{color:#9a6700;font-weight:bold}}
 </style></head><body>
 <h2>Migrations</h2><p><small>From staging and Airflow's API at {at}; refreshes every {refresh} s.
@@ -329,7 +328,7 @@ def pager(total: int, page: int, per_page: int, tag: str, q: str) -> str:
     pages = max(1, -(-total // per_page))
     if pages == 1:
         return ""
-    qs = urllib.parse.urlencode({k: v for k, v in (("tag", tag), ("q", q)) if v})
+    qs = html.escape(urllib.parse.urlencode({k: v for k, v in (("tag", tag), ("q", q)) if v}))
     return " ".join(f"<b>{p}</b>" if p == page else f'<a href="?{qs}&amp;page={p}">{p}</a>'
                     for p in range(1, pages + 1))
 

@@ -56,6 +56,7 @@ def duration(seconds) -> str:
     return f"{s / 86400:.1f} d"
 
 
+BAR_W = 120  # pixels
 BAR_LABELS = (("export", "export"), ("load", "load"), ("catch_up", "catch-up"))
 
 
@@ -69,7 +70,9 @@ def bar(name: str, label: str, b: dict) -> str:
     return (f'<div class="bar" data-bar="{name}" data-done="{"" if done is None else done}" '
             f'data-total="{"" if total is None else total}" data-fraction="{"" if frac is None else frac}" '
             f'data-eta="{"" if eta is None else eta}"><span class="label">{label}</span>'
-            f'<span class="track"><span class="fill" style="width:{pct:.1f}%"></span></span>'
+            f'<svg class="track" width="{BAR_W}" height="10" viewBox="0 0 {BAR_W} 10">'
+            f'<rect width="{BAR_W}" height="10" rx="2" fill="#eaeef2"/>'
+            f'<rect class="fill" width="{pct * BAR_W / 100:.1f}" height="10" rx="2" fill="#2da44e"/></svg>'
             f'<span class="nums">{_n(done)} / {_n(total)} · {eta_text}</span></div>')
 
 
@@ -80,7 +83,7 @@ def progress_cell(st: dict, approval: dict | None, now: float) -> str:
     out = [bar(name, label, prog.get(name) or {}) for name, label in BAR_LABELS]
     if approval and approval.get("created_at") is not None:
         out.append(f'<div class="waiting" data-waiting="{max(0.0, now - approval["created_at"]):.0f}">approval '
-                   f'waiting {duration(now - approval["created_at"])}</div>')
+                   f'waiting {duration(max(0.0, now - approval["created_at"]))}</div>')
     for rule, a in sorted((st.get("alerts") or {}).items()):
         out.append(f'<div class="bad alert" data-alert="{e(rule)}" title="since {a.get("since")}">ALERT {e(rule)}: '
                    f'{e(str(a.get("message")))}</div>')

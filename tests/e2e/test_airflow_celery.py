@@ -16,8 +16,12 @@ through S3 staging, so tasks on different workers see each other's work exactly 
 from __future__ import annotations
 
 import json
+import re
+import socket
+import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -38,10 +42,60 @@ def lag_refs(st) -> dict:
             "position": (st.get_json("state/positions.json") or {})["recorded_at"]}
 
 
+class StatsdListener:
+    """A StatsD server on 127.0.0.1 (UDP): every datagram's lines, parsed as ``name[,tag=v...]:value|type``."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                data = self.sock.recv(65535)
+            except OSError:
+                return
+            self.lines += data.decode(errors="replace").splitlines()
+
+    def metrics(self, prefix: str = "airflow.turnout.") -> list[tuple[str, dict, float, str]]:
+        out = []
+        for line in list(self.lines):
+            head, _, rest = line.partition(":")
+            if not head.startswith(prefix):
+                continue
+            name, *tags = head.split(",")
+            value, _, kind = rest.partition("|")
+            out.append((name.removeprefix("airflow."), dict(t.split("=", 1) for t in tags), float(value), kind))
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
+def documented_metrics() -> set[str]:
+    """The metric names the README's "Metrics" paragraph documents (its table), read independently of the code."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    part = text.split("- **Metrics**", 1)[1].split("- **Alerts**", 1)[0]
+    return set(re.findall(r"`(turnout\.[a-z_.]+)`", part))
+
+
 @pytest.fixture()
-def celery_migration(tmp_path, artifacts_dir):
+def statsd():
+    listener = StatsdListener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture()
+def celery_migration(tmp_path, artifacts_dir, statsd):
+    metrics_env = {"AIRFLOW__METRICS__STATSD_ON": "True", "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+                   "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
+                   "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True"}
     m = demo.Migration(tmp_path / "w", items=3000, writer_rate=40, executor="celery", staging="s3",
-                       airflow_options={"spread_mapped": True})
+                       airflow_options={"spread_mapped": True, "env": metrics_env})
     try:
         m.setup()
         yield m
@@ -52,7 +106,7 @@ def celery_migration(tmp_path, artifacts_dir):
         m.teardown()
 
 
-def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration, browser, artifacts_dir):
+def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration, browser, artifacts_dir, statsd):
     m = celery_migration
     af = m.af
     assert af.executor == "celery" and set(af.workers) == WORKERS
@@ -99,6 +153,17 @@ def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration
         high_ref = max(x for x in (hi["newest"], hi["tip"], hi["position"]) if x is not None)
         assert max(0.0, at - high_ref) - 0.01 <= float(shown["lag"]) <= at - low_ref + 0.01, (shown, refs0, refs2)
         assert int(shown["lag-samples"]) >= 3
+        frame = page.locator("iframe").first.element_handle().content_frame()
+        # the progress bars: export and load done (what staging says), catch-up between the two reads
+        bars = {n: {k: row.locator(f'div.bar[data-bar="{n}"]').get_attribute(f"data-{k}")
+                    for k in ("done", "total", "fraction", "eta")} for n in ("export", "load", "catch_up")}
+        assert int(bars["export"]["done"]) == after["export"]["items"] and bars["export"]["fraction"] == "1.0", bars
+        assert int(bars["load"]["done"]) == after["load"]["written"] == int(bars["load"]["total"]), bars
+        assert bars["load"]["fraction"] == "1.0" and bars["load"]["eta"] == "0.0", bars
+        assert before["lag"]["captured"] <= int(bars["catch_up"]["total"]) <= after["lag"]["captured"], bars
+        assert before["lag"]["applied"] <= int(bars["catch_up"]["done"]) <= after["lag"]["applied"], bars
+        fill = painted(page, f'tr.migration[data-name="{NAME}"] div.bar[data-bar="load"] svg.track', frame)
+        assert fill["green"] > 100, fill  # the load's bar is drawn full
         assert set(row.locator(".chunks small").inner_text().removeprefix("on ").split(", ")) == WORKERS
         frame = page.locator("iframe").first.element_handle().content_frame()
         spark = painted(page, f'tr.migration[data-name="{NAME}"] svg.spark', frame)
@@ -112,6 +177,8 @@ def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration
         """The approval waits: the view says so and its link opens Airflow's Required actions page."""
         row = open_row(page, m)
         assert row.get_attribute("data-phase") == "awaiting cutover approval"
+        assert float(row.locator("div.waiting").get_attribute("data-waiting")) >= 0  # how long it has waited
+        page.screenshot(path=str(artifacts_dir / "migrations-view-approval-waiting.png"), full_page=True)
         link = row.locator("a.approve")
         assert link.get_attribute("href").endswith("/required_actions")
         link.click()
@@ -171,6 +238,31 @@ def test_live_migration_on_the_celery_executor_over_two_workers(celery_migration
     rep = m.staged("reports/cutover.json")
     assert rep and rep["validation"]["ok"] and rep["validation"]["differences"] == 0
     assert rep["changes_applied"] > 0
+
+    # the metrics: Airflow's own StatsD client (in the workers and the triggerer) sent the README's gauges,
+    # tagged with the migration, its route and its DAG, and their values are what staging says
+    got = statsd.metrics()
+    documented = documented_metrics()
+    assert documented, "the README's metrics table lists no turnout.* names"
+    untagged = [(n, t) for n, t, _, _ in got if (t.get("migration"), t.get("route"), t.get("dag_id")) !=
+                (NAME, "dynamodb-alternator", m.dag_id)]
+    assert not untagged, untagged[:5]
+    sometimes = {"turnout.catch_up.eta_seconds", "turnout.cdc.gap_seconds", "turnout.cdc.namespace_gap_seconds",
+                 "turnout.throttled_requests"}  # only while the apply gains on the capture / per namespace / throttles
+    missing = documented - sometimes - {n for n, _, _, _ in got}
+    assert not missing, (sorted(missing), len(got))
+    assert {n for n, _, _, _ in got} <= documented, {n for n, _, _, _ in got} - documented
+    last = {n: v for n, _, v, kind in got if kind == "g"}
+    assert last["turnout.load.items"] == status["load"]["written"] and last["turnout.load.progress"] == 1.0
+    assert last["turnout.export.items"] == status["export"]["items"]
+    assert last["turnout.cdc.captured"] == rep["changes_captured"] and last["turnout.validation.ok"] == 1.0
+    phases_seen = {t["phase"] for n, t, _, _ in got if n == "turnout.phase"}
+    cut_log = af.log(m.dag_id, run_id, "cutover")
+    assert {"catch-up", "cut_over"} <= phases_seen, (phases_seen, [ln for ln in cut_log.splitlines()
+                                                                   if "metrics" in ln or "Traceback" in ln][:20])
+    assert last["turnout.phase"] == 6.0  # cut over
+    demo.say(f"statsd: {len(got)} turnout metrics received, {len({n for n, _, _, _ in got})} names, "
+             f"phases {sorted(phases_seen)}")
 
     # an independent full-scan comparison: zero differences
     cmp = m.summary()["cmp"]  # workload.full_compare for this route
