@@ -85,6 +85,17 @@ def start_moto(state: Path, port: int | None = None) -> dict:
     return {"name": "moto", "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid}
 
 
+def start_throttle_proxy(state: Path, upstream: str, port: int | None = None, name: str = "throttle-proxy") -> dict:
+    """The latency-adding, capacity-enforcing DynamoDB-API proxy (scripts/throttle_proxy.py) in front of
+    ``upstream``; no latency and no limit until configured (POST /_proxy/config)."""
+    port = port or free_port()
+    proc = spawn(name, [sys.executable, str(ROOT / "scripts" / "throttle_proxy.py"), "--upstream", upstream,
+                        "--port", str(port)], state)
+    wait_port(port, 30, proc, "throttle proxy")
+    return {"name": name, "endpoint": f"http://127.0.0.1:{port}", "port": port, "pid": proc.pid,
+            "upstream": upstream}
+
+
 COSMOS_DIR = ROOT / "scripts" / "cosmos-server"
 COSMOS_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
 
@@ -346,6 +357,11 @@ def up(state: Path) -> dict:
         down(state)
         raise RuntimeError("the local stack did not start: " + "; ".join(failed))
     eps = {key: f.result() for key, f in futures.items()}
+    try:  # in front of the target DynamoDB Local: latency and a capacity budget, when a test sets them
+        eps["throttle_proxy"] = start_throttle_proxy(state, eps["target"]["endpoint"])
+    except Exception as exc:
+        down(state)
+        raise RuntimeError(f"the local stack did not start: throttle proxy: {exc}") from None
     existing.write_text(json.dumps(eps, indent=2))
     return eps
 

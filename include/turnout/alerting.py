@@ -36,16 +36,25 @@ class AlertEvent:
                 "value": self.value}
 
 
-def conditions(alerts, status: dict, task_failure: Optional[dict] = None) -> dict[str, tuple[bool, Any, str]]:
-    """Each enabled rule's (condition holds, value, what to say) on this status."""
+def conditions(alerts, status: dict, task_failure: Optional[dict] = None,
+               armed: bool = True) -> dict[str, tuple[bool, Any, str]]:
+    """Each enabled rule's (condition holds, value, what to say) on this status. ``armed``: the lag has been under
+    the threshold since the apply started; before that (the first catch-up, whose lag is the bulk load's length)
+    the lag rule holds only while the apply is not gaining on the capture."""
     out: dict[str, tuple[bool, Any, str]] = {}
     lag = status.get("lag") or {}
     if alerts.lag_seconds_over is not None:
         watching = status.get("phase") not in STOPPED_PHASES and lag.get("apply_heartbeat_age") is not None
         value = lag.get("lag_seconds")
         high = watching and value is not None and value > alerts.lag_seconds_over
+        if high and not armed:  # the first catch-up: the lag is the load's length; page only if it is not closing
+            rates = status.get("rates") or {}
+            cap, app = rates.get("capture_per_second"), rates.get("apply_per_second")
+            high = cap is not None and app is not None and app <= cap and (lag.get("backlog") or 0) > 0
         if high:
             text = f"change lag {value} s is over {alerts.lag_seconds_over} s (backlog {lag.get('backlog')} changes)"
+            if not armed:
+                text += f", and the apply ({app}/s) is not gaining on the capture ({cap}/s)"
         elif watching:
             text = f"change lag {value} s is back under {alerts.lag_seconds_over} s"
         else:
@@ -82,6 +91,9 @@ def _decide(rule: str, prev: dict, holds: bool, value: Any, text: str, now: floa
     if holds:
         since = float(prev.get("since") or now) if state in ("pending", "firing") else now
         if state == "firing":
+            if prev.get("unsent"):  # every notifier failed last time: send again
+                return {k: v for k, v in prev.items() if k != "unsent"}, AlertEvent(rule, "firing", text, since,
+                                                                                     now, value)
             return prev, None
         if now - since >= (for_seconds if rule == "lag" else 0):
             ev = AlertEvent(rule, "firing", text, since, now, value)
@@ -93,36 +105,73 @@ def _decide(rule: str, prev: dict, holds: bool, value: Any, text: str, now: floa
     return (prev if state == "ok" else {"state": "ok"}), None
 
 
+def _read(staging) -> tuple[dict, Optional[str]]:
+    raw, etag = staging.get_tagged(layout.ALERTS)
+    return (json.loads(raw) if raw else {"rules": {}, "history": []}), etag
+
+
+def _write(staging, doc: dict, etag: Optional[str]) -> bool:
+    body = json.dumps({**doc, "history": (doc.get("history") or [])[-200:], "format": 1}, sort_keys=True,
+                      default=str).encode()
+    return staging.put_if(layout.ALERTS, body, etag) is not None
+
+
+def _step(doc: dict, alerts, status: dict, now: float, task_failure: Optional[dict]) -> tuple[dict, list]:
+    """The next alert document and the events, from one status (taken at ``status["at"]``)."""
+    seen_at = float(status.get("at") or now)
+    lag = status.get("lag") or {}
+    armed = bool(doc.get("lag_armed"))
+    if status.get("phase") in STOPPED_PHASES:
+        armed = False
+    elif (alerts.lag_seconds_over is not None and lag.get("apply_heartbeat_age") is not None
+          and lag.get("lag_seconds") is not None and lag["lag_seconds"] <= alerts.lag_seconds_over):
+        armed = True  # caught up once: from now on the lag itself pages
+    conds = conditions(alerts, status, task_failure, armed=armed)
+    rules, events = dict(doc.get("rules") or {}), []
+    for rule, (holds, value, text) in conds.items():
+        prev = rules.get(rule) or {}
+        if seen_at < float(prev.get("changed_at") or 0):
+            continue  # a status older than this rule's last change (a slow judge): it must not undo it
+        if rule == "validation" and not holds and task_failure is None and _failed_by_task(prev):
+            holds = not _validated_since(status, prev)  # a failed task's alert clears on a newer OK
+        nxt, ev = _decide(rule, prev, holds, value, text, now, alerts.for_seconds)
+        if ev:
+            nxt = {**nxt, "changed_at": seen_at, **({"by_task": True} if rule == "validation" and task_failure
+                                                     and ev.state == "firing" else {})}
+            events.append(ev)
+        rules[rule] = nxt
+    for rule in set(rules) - set(conds):  # a rule the spec no longer has: its open episode ends
+        if rules[rule].get("state") == "firing":
+            events.append(AlertEvent(rule, "cleared", "the rule is no longer in the spec",
+                                     rules[rule].get("since") or now, now))
+        rules.pop(rule)
+    out = {**doc, "rules": rules, "lag_armed": armed,
+           "history": (doc.get("history") or []) + [e.as_dict() for e in events]}
+    return out, events
+
+
 def judge(staging, alerts, status: dict, *, now: Optional[float] = None, task_failure: Optional[dict] = None,
           attempts: int = 5) -> list[AlertEvent]:
     """Move every rule's episode on and return the events this caller must send (see the module's text)."""
     now = time.time() if now is None else now
-    conds = conditions(alerts, status, task_failure)
     for _ in range(attempts):
-        raw, etag = staging.get_tagged(layout.ALERTS)
-        doc = json.loads(raw) if raw else {"rules": {}, "history": []}
-        rules, events = dict(doc.get("rules") or {}), []
-        for rule, (holds, value, text) in conds.items():
-            if rule == "validation" and not holds and task_failure is None and _failed_by_task(rules.get(rule)):
-                holds = not _validated_since(status, rules[rule])  # a failed task's alert clears on a newer OK
-            rules[rule], ev = _decide(rule, rules.get(rule) or {}, holds, value, text, now, alerts.for_seconds)
-            if ev and rule == "validation" and task_failure:
-                rules[rule]["by_task"] = True
-            if ev:
-                events.append(ev)
-        for rule in set(rules) - set(conds):  # a rule the spec no longer has: its open episode ends
-            if rules[rule].get("state") == "firing":
-                events.append(AlertEvent(rule, "cleared", "the rule is no longer in the spec", rules[rule].get(
-                    "since") or now, now))
-            rules.pop(rule)
-        if not events and rules == doc.get("rules"):
+        doc, etag = _read(staging)
+        out, events = _step(doc, alerts, status, now, task_failure)
+        if not events and out.get("rules") == (doc.get("rules") or {}) and out["lag_armed"] == bool(doc.get("lag_armed")):
             return []
-        history = (doc.get("history") or []) + [e.as_dict() for e in events]
-        body = json.dumps({"rules": rules, "history": history[-200:], "format": 1}, sort_keys=True,
-                          default=str).encode()
-        if staging.put_if(layout.ALERTS, body, etag) is not None:
+        if _write(staging, out, etag):
             return events
     return []  # another judge kept winning: it has sent what there was to send
+
+
+def mark_unsent(staging, rule: str, attempts: int = 5) -> None:
+    """Every notifier failed for this rule's firing: the next judge sends it again."""
+    for _ in range(attempts):
+        doc, etag = _read(staging)
+        r = (doc.get("rules") or {}).get(rule)
+        if not r or r.get("state") != "firing" or _write(staging, {**doc, "rules": {
+                **doc["rules"], rule: {**r, "unsent": True}}}, etag):
+            return
 
 
 def _failed_by_task(prev: Optional[dict]) -> bool:
@@ -130,5 +179,6 @@ def _failed_by_task(prev: Optional[dict]) -> bool:
 
 
 def _validated_since(status: dict, prev: dict) -> bool:
+    """A validation (or a repair that made the validation record OK) newer than the episode's start."""
     v = status.get("validation") or {}
-    return bool(v.get("ok")) and (v.get("at") or 0) > (prev.get("since") or 0)
+    return bool(v.get("ok")) and max(v.get("at") or 0, v.get("repaired_at") or 0) > (prev.get("since") or 0)

@@ -22,6 +22,9 @@ class Capabilities:
     max_item_bytes: int
     secondary_indexes: bool = False  # builds the source's secondary indexes itself (create_indexes)
     key_listing: bool = False  # lists and deletes keys per group (reconciliation of deletes)
+    # takes a ``pace(units)`` callable (the sink's ``pace`` attribute) and calls it before every write request,
+    # retries of throttled requests included, so an adaptive budget governs what reaches the server
+    paces_writes: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,11 @@ class Sink(Protocol):
 
     def write_items(self, items: list[Any]) -> WriteResult:
         """Write one batch; return only after the target acknowledged every item it accepted."""
+
+    def write_units(self, items: list[Any]) -> float:
+        """What writing ``items`` costs in the target's own capacity units (DynamoDB: one WCU per started KB of
+        each item); a target without such a unit counts items. The load's ``write_units_per_second`` budget is
+        counted in these."""
 
     def apply_changes(self, changes: list[Change]) -> WriteResult:
         """Upserts and deletes by key, at most one change per key in the list."""

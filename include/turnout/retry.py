@@ -56,3 +56,47 @@ class TokenBucket:
                 wait = (min(n, self.capacity) - self.tokens) / self.rate
                 self.sleep(wait)
                 slept += wait
+
+
+class AdaptiveBucket(TokenBucket):
+    """A token bucket whose rate finds the fastest one the server allows, within ``budget`` units per second.
+
+    AIMD, as TCP and the AWS SDKs' adaptive retry mode do: the rate starts at the budget; every request the
+    server throttled since the last ``take`` (this process's count, :func:`throttled_total`) cuts it by
+    ``decrease`` (at most once per ``cool_seconds``, so one burst of 429s is one cut), never below ``floor`` of
+    the budget; each second without a throttle adds ``increase`` of the budget back, up to the budget.
+    ``budget`` 0 = no limit (nothing to adapt)."""
+
+    def __init__(self, budget: float, *, decrease: float = 0.7, increase: float = 0.05, floor: float = 0.02,
+                 cool_seconds: float = 0.5, clock=time.monotonic, sleep=time.sleep, throttles=None):
+        super().__init__(budget, clock=clock, sleep=sleep)
+        self.budget = float(budget)
+        self.decrease, self.increase, self.floor, self.cool = decrease, increase, floor, cool_seconds
+        self.throttles = throttles or throttled_total
+        self.seen = self.throttles()
+        self.grew_at = clock()
+        self.cut_at = self.grew_at - cool_seconds  # the first throttle cuts at once
+        self.cuts = 0
+
+    def adapt(self) -> None:
+        if self.budget <= 0:
+            return
+        now, seen = self.clock(), self.throttles()
+        with self.lock:
+            if seen > self.seen:
+                self.seen = seen
+                if now - self.cut_at >= self.cool:
+                    self.rate = max(self.budget * self.floor, self.rate * self.decrease)
+                    self.capacity = max(self.rate, 1.0)
+                    self.tokens = min(self.tokens, self.capacity)
+                    self.cut_at = self.grew_at = now
+                    self.cuts += 1
+            elif now - self.grew_at >= 1.0:
+                steps = int(now - self.grew_at)
+                self.rate = min(self.budget, self.rate + steps * self.increase * self.budget)
+                self.capacity = max(self.rate, 1.0)
+                self.grew_at += steps
+
+    def take(self, n: float) -> float:
+        self.adapt()
+        return super().take(n)

@@ -155,16 +155,24 @@ def _phase(st, preflight, positions, export, load, cutover, control) -> str:
     return "catch-up"
 
 
-def migration_status(st, now: float | None = None, history_points: int = 300) -> dict[str, Any]:
+def migration_status(st, now: float | None = None, history_points: int = 300,
+                     cache: dict | None = None) -> dict[str, Any]:
     """One migration's state for the UI: phase, chunks done/total, items, backlog, lag (+ history),
-    the last validation, dead letters and the cutover record."""
+    the last validation, dead letters and the cutover record. ``cache``: a dict kept by a caller that looks
+    again and again (the metrics): the export's and the load's totals, once final, are not read again (they are
+    one read per segment and per load unit)."""
     now = time.time() if now is None else now
     preflight = st.get_json(layout.PREFLIGHT)
     positions = st.get_json(layout.POSITIONS)
     cutover = st.get_json(layout.CUTOVER)
     control = st.get_json(layout.CAPTURE_CONTROL)
-    export = export_progress(st)
-    load = load_progress(st, export)
+    cache = {} if cache is None else cache
+    export = cache.get("export") or export_progress(st)
+    load = cache.get("load") or load_progress(st, export)
+    if export.get("finished_at"):
+        cache["export"] = export
+    if load.get("finished_at"):
+        cache["load"] = load
     lag = lag_status(st, now) if positions else None
     hist = st.get_json(layout.LAG_HISTORY) or []
     step = max(1, len(hist) // history_points)
@@ -192,7 +200,8 @@ def migration_status(st, now: float | None = None, history_points: int = 300) ->
                                     "apply_heartbeat_age", "gap_in_seconds", "namespaces", "at") if k in lag} if lag else None,
         "lag_history": [{k: h.get(k) for k in ("at", "lag_seconds", "backlog")} for h in hist[::step]],
         "validation": {k: validation.get(k) for k in ("ok", "final", "source_count", "target_count", "differences",
-                                                      "missing", "extra", "different", "at", "repair_pending")} | {
+                                                      "missing", "extra", "different", "at", "repair_pending",
+                                                      "repaired_at")} | {
             "differing_keys": (validation.get("differing_keys") or [])[:10],
             "repaired": validation.get("repaired")} if validation else None,
         "sampled": {"checked": sampled.get("checked", 0), "pending": len(sampled.get("pending") or {}),

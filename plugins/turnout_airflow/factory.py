@@ -20,7 +20,7 @@ from turnout.plan import task_plan
 from turnout.spec import MigrationSpec, load_spec
 
 from . import operators as ops
-from .observe import notifier_class
+from .observe import build_notifier
 
 KINDS = {
     "preflight": ops.PreflightOperator,
@@ -60,12 +60,11 @@ def dag_params(spec: MigrationSpec) -> dict[str, Param]:
 
 
 def build_dag(spec: MigrationSpec, spec_file: str = "") -> DAG:
-    for i, n in enumerate(spec.alerts.notifiers):  # a misspelt notifier fails this spec's DAG file, naming it
-        if n.notifier:
-            try:
-                notifier_class(n.notifier, f"alerts.notifiers[{i}]")
-            except ValueError as exc:
-                raise SpecError(f"{spec_file or spec.name}: {exc}") from None
+    for i in range(len(spec.alerts.notifiers)):  # a misspelt notifier or wrong args fail this spec's file only
+        try:
+            build_notifier(spec, i)
+        except ValueError as exc:
+            raise SpecError(f"{spec_file or spec.name}: {exc}") from None
     spec_doc = spec.model_dump(mode="json")
     dag = DAG(
         dag_id=spec.dag_id,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -76,11 +77,20 @@ NAMESPACE_GAUGE = "turnout.cdc.namespace_gap_seconds"  # tagged namespace=<db.co
 THROTTLED_COUNTER = "turnout.throttled_requests"
 
 
+UNKNOWN = -1.0  # an ETA that cannot be told (past the estimate, the backlog growing): sent, so none goes stale
+ETAS = ("turnout.export.eta_seconds", "turnout.load.eta_seconds", "turnout.catch_up.eta_seconds")
+
+
 def gauges(status: dict) -> list[tuple[str, float, dict]]:
-    """(name, value, extra tags) for every gauge the status has a value for."""
-    out: list[tuple[str, float, dict]] = [(name, float(v), {}) for name, get in GAUGES.items() if (v := get(status)) is not None]
-    if status.get("phase") in PHASES:
-        out[0] = (out[0][0], out[0][1], {"phase": status["phase"]})
+    """(name, value, extra tags) for every gauge the status has a value for (an ETA without one: -1, once its
+    phase has a bar)."""
+    out: list[tuple[str, float, dict]] = []
+    for name, get in GAUGES.items():
+        v = get(status)
+        if v is None and name in ETAS and _g(f"progress.{name.split('.')[1]}.done")(status):
+            v = UNKNOWN
+        if v is not None:
+            out.append((name, float(v), {}))
     lag_ns = ((status.get("lag") or {}).get("namespaces")) or {}
     out += [(NAMESPACE_GAUGE, float(g["time_gap_in_seconds"]), {"namespace": ns}) for ns, g in lag_ns.items()]
     return out
@@ -123,25 +133,33 @@ def notifier_class(path: str, where: str = "alerts.notifiers"):
     return cls
 
 
-def build_notifiers(spec) -> list:
-    """Fresh notifier objects, one per configured notifier (a notifier renders its templates in place, so
-    every event gets its own)."""
+def build_notifier(spec, i: int):
+    """A fresh object for notifier ``i`` (a notifier renders its templates in place, so every event gets its
+    own); a clear error naming it when its class or its args are wrong."""
     from .notifiers import WebhookNotifier
 
-    out = []
-    for i, n in enumerate(spec.alerts.notifiers):
-        if n.webhook:
-            out.append(WebhookNotifier(url=n.webhook))
-        else:
-            out.append(notifier_class(n.notifier, f"alerts.notifiers[{i}]")(**n.args))
-    return out
+    n = spec.alerts.notifiers[i]
+    if n.webhook:
+        return WebhookNotifier(url=n.webhook)
+    cls = notifier_class(n.notifier, f"alerts.notifiers[{i}]")
+    try:
+        return cls(**n.args)
+    except TypeError as exc:
+        raise ValueError(f"alerts.notifiers[{i}]: {n.notifier}(**args) fails: {exc}") from None
+
+
+def build_notifiers(spec) -> list:
+    """Every configured notifier, fresh (raises on the first that cannot be built)."""
+    return [build_notifier(spec, i) for i in range(len(spec.alerts.notifiers))]
 
 
 class Observer:
     """Looks at one migration's status every ``interval`` seconds at most: gauges, throttles, alerts."""
 
     def __init__(self, spec, staging, *, dag_id: str = "", interval: float = 30.0, clock=time.time,
-                 status_fn: Optional[Callable[[Any], dict]] = None):
+                 status_fn: Optional[Callable[[Any], dict]] = None, direction: str = ""):
+        """``spec``: the migration's (its name, route and alerts); ``staging``: the staging root to read, the
+        reverse's (``direction="reverse"``, tagged so) for the way back's tasks."""
         from turnout.routes import route_of
 
         self.spec, self.staging, self.interval, self.clock = spec, staging, interval, clock
@@ -149,15 +167,31 @@ class Observer:
             route = route_of(spec).name
         except Exception:  # noqa: BLE001 - a tag is not worth failing over
             route = f"{spec.source.kind}-{spec.target.kind}"
-        self.tags = {"migration": spec.name, "route": route, "dag_id": dag_id or spec.dag_id}
+        self.tags = {"migration": spec.name, "route": route, "dag_id": dag_id or spec.dag_id,
+                     **({"direction": direction} if direction else {})}
         self.last_at: Optional[float] = None
         self.throttled_sent = throttled_total()
         self.status_fn = status_fn
         self.sent: list[dict] = []  # the alert events this observer sent (tests and logs)
+        self.cache: dict = {}  # the export's and load's totals once they are final (not read again)
+        self.busy = threading.Lock()
 
     def on_progress(self, phase: str, fields: dict) -> None:
-        """A ``Context.observers`` hook: called after every progress line."""
-        self.look()
+        """A ``Context.observers`` hook, called after every progress line: a look on a thread of its own, so a slow
+        staging or notifier never holds the phase (a look still running is not started twice)."""
+        now = self.clock()
+        if self.last_at is not None and now - self.last_at < self.interval:
+            return
+        if self.busy.acquire(blocking=False):
+            threading.Thread(target=self._look_in_background, name="turnout-observer", daemon=True).start()
+
+    def _look_in_background(self) -> None:
+        try:
+            self.look()
+        except Exception as exc:  # noqa: BLE001 - watching never fails the phase
+            log.warning("TURNOUT metrics/alerts: %s: %s", type(exc).__name__, exc)
+        finally:
+            self.busy.release()
 
     def look(self, *, force: bool = False, task_failure: Optional[dict] = None) -> Optional[dict]:
         now = self.clock()
@@ -165,9 +199,13 @@ class Observer:
             return None
         self.last_at = now
         status = self._status(now)
-        self.emit(status)
+        try:
+            self.emit(status)
+        except Exception as exc:  # noqa: BLE001 - the metrics backend failing must not stop the alerts
+            log.warning("TURNOUT metrics: %s: %s", type(exc).__name__, exc)
         for ev in alerting.judge(self.staging, self.spec.alerts, status, now=now, task_failure=task_failure):
-            self.notify(ev)
+            if not self.notify(ev) and ev.state == "firing":
+                alerting.mark_unsent(self.staging, ev.rule)
         return status
 
     def _status(self, now: float) -> dict:
@@ -175,7 +213,15 @@ class Observer:
             return self.status_fn(self.staging)
         from turnout.status import migration_status
 
-        return migration_status(self.staging, now=now, history_points=1)
+        return migration_status(self.staging, now=now, history_points=1, cache=self.cache)
+
+    def emit_throttles(self) -> None:
+        """Only the throttle counter (the mapped export/load tasks: no status read)."""
+        total = throttled_total()
+        if total > self.throttled_sent:
+            stats().incr(THROTTLED_COUNTER, total - self.throttled_sent,
+                         tags={k: tag_value(v) for k, v in self.tags.items()})
+            self.throttled_sent = total
 
     def emit(self, status: dict) -> None:
         s = stats()
@@ -186,7 +232,9 @@ class Observer:
             s.incr(THROTTLED_COUNTER, total - self.throttled_sent, tags={k: tag_value(v) for k, v in self.tags.items()})
             self.throttled_sent = total
 
-    def notify(self, ev: alerting.AlertEvent) -> None:
+    def notify(self, ev: alerting.AlertEvent) -> bool:
+        """Every notifier, each on its own (one that fails or cannot be built does not stop the others);
+        whether at least one took it (True without notifiers: the view shows it)."""
         url = view_url(self.spec)
         verb = "FIRING" if ev.state == "firing" else "cleared"
         message = f"[Turnout] {self.spec.name}: {ev.rule} alert {verb}: {ev.message}. Migrations view: {url}"
@@ -194,9 +242,12 @@ class Observer:
                    "text": message}
         log.warning("TURNOUT alert %s %s: %s", ev.rule, ev.state, ev.message)
         self.sent.append(payload)
-        for notifier in build_notifiers(self.spec):
+        sent = 0
+        for i in range(len(self.spec.alerts.notifiers)):
             try:
-                notifier({"turnout_alert": payload, "message": message, "migration": self.spec.name})
+                build_notifier(self.spec, i)({"turnout_alert": payload, "message": message,
+                                              "migration": self.spec.name})
+                sent += 1
             except Exception as exc:  # noqa: BLE001 - a notifier that fails is logged, the migration goes on
-                log.error("TURNOUT alert: notifier %s failed: %s: %s", type(notifier).__name__,
-                          type(exc).__name__, exc)
+                log.error("TURNOUT alert: notifiers[%d] failed: %s: %s", i, type(exc).__name__, exc)
+        return sent > 0 or not self.spec.alerts.notifiers

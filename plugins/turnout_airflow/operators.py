@@ -14,7 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from turnout import layout, phases
-from turnout.errors import LateWrites, TurnoutError
+from turnout.errors import LateWrites, TurnoutError, ValidationFailed
 
 from .context import build_context
 from .observe import Observer
@@ -49,35 +49,39 @@ class TurnoutOperator(BaseOperator):
         if context["params"].get("dry_run") and self.phase != "preflight":
             raise AirflowSkipException("dry run: only preflight runs")
         ctx = self.turnout_context(context)
-        observer = Observer(ctx.spec, ctx.staging, dag_id=self.dag_id) if self.observe else None
-        if observer:
-            ctx.observers.append(observer.on_progress)
+        spec = ctx.spec
         if self.reverse:
             phases.fallback_state(ctx)  # the cutover recorded the target's position, or a clear error
             ctx = phases.reverse_context(ctx)
+        # metrics and alerts of what this task runs: the way back's tasks watch the reverse (tagged so)
+        observer = Observer(spec, ctx.staging, dag_id=self.dag_id, direction="reverse" if self.reverse else "")
+        if self.observe:
+            ctx.observers.append(observer.on_progress)
         failure = None
         try:
             return self.run_phase(ctx, context)
         except TurnoutError as exc:
-            if self.phase in VALIDATION_PHASES:
+            if self.phase in VALIDATION_PHASES and (self.phase != "cutover" or isinstance(exc, ValidationFailed)):
                 failure = {"phase": self.phase, "error": str(exc)[:1000]}
             raise
         finally:
             ctx.close()
-            if observer:
-                _look_last(observer, failure, self.log)
+            _look_last(observer, failure, self.log, full=self.observe)
 
     def run_phase(self, ctx, context) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
-VALIDATION_PHASES = ("validate", "repair", "cutover", "fallback_end")  # a failure here alerts on_validation_failure
+VALIDATION_PHASES = ("validate", "repair", "cutover")  # a failure here (in cutover: its validation's) alerts
 
 
-def _look_last(observer: Observer, failure: dict | None, log) -> None:
-    """The task's last look (metrics, alerts); never the reason a task fails."""
+def _look_last(observer: Observer, failure: dict | None, log, full: bool = True) -> None:
+    """The task's last look (metrics, alerts; the mapped tasks: only their throttles); never why a task fails."""
     try:
-        observer.look(force=True, task_failure=failure)
+        if full:
+            observer.look(force=True, task_failure=failure)
+        else:
+            observer.emit_throttles()
     except Exception as exc:  # noqa: BLE001
         log.warning("TURNOUT metrics/alerts: %s: %s", type(exc).__name__, exc)
 

@@ -93,6 +93,20 @@ class AirflowAPI:
         runs = (r or {}).get("dag_runs") or []
         return runs[0] if runs else None
 
+    def readable_dag_ids(self) -> set[str] | None:
+        """The Turnout DAGs this viewer may read (Airflow lists only those), or None when it would not say."""
+        out: set[str] = set()
+        offset = 0
+        while True:
+            r = self.get("/api/v2/dags", tags=["turnout"], limit=100, offset=offset)
+            if r is None:
+                return None
+            dags = r.get("dags") or []
+            out.update(d["dag_id"] for d in dags)
+            offset += len(dags)
+            if not dags or offset >= (r.get("total_entries") or 0):
+                return out
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         q = urllib.parse.quote(run_id, safe="")
         return (self.get(f"/api/v2/dags/{dag_id}/dagRuns/{q}/taskInstances", limit=1000) or {}).get(
@@ -144,7 +158,12 @@ def migration_rows(request: Request, *, tag: str = "", q: str = "", page: int = 
 
     api = AirflowAPI(request)
     rows = []
-    specs, total = select_specs(load_specs(), tag=tag, q=q, page=page, per_page=per_page)
+    try:
+        readable = api.readable_dag_ids()  # one call: what this viewer may read, before paging
+    except httpx.HTTPError:
+        readable = None  # the per-row calls below say what went wrong
+    visible = [(s, f) for s, f in load_specs() if readable is None or s.dag_id in readable]
+    specs, total = select_specs(visible, tag=tag, q=q, page=page, per_page=per_page)
     try:
         for spec, spec_file in specs:
             dag_id = spec.dag_id
@@ -262,7 +281,7 @@ data-lag-samples="{len(st.get('lag_history') or [])}" \
 data-validation="{'' if not val else 'ok' if val.get('ok') else 'failed'}" data-dead-letter-files="{dead}" \
 data-sampled-differences="{(st.get('sampled') or {}).get('persistent', '')}" \
 data-alerts="{e(','.join(sorted(st.get('alerts') or {})))}" \
-data-eta-catch-up="{(prog.get('catch_up') or {}).get('eta_seconds', '')}">
+data-eta-catch-up="{e(str((prog.get('catch_up') or {}).get('eta_seconds', '')))}">
 <td><b>{e(row['name'])}</b><br><small>{e(row['route'])}<br>run: {e(str((row.get('run') or {}).get('state')))}</small>
 {('<br><span class="bad">' + e(row['error']) + '</span>') if row.get('error') else ''}</td>
 <td class="phase" title="{e(verdict)}">{e(row['phase'])}{('<br>' + approval) if approval else ''}</td>
@@ -320,15 +339,26 @@ app = FastAPI(title="Turnout", description="Turnout migrations: status from stag
 @app.get("/api/migrations")
 def api_migrations(request: Request, tag: str = "", q: str = "", page: int = 1,
                    per_page: int = PER_PAGE) -> JSONResponse:
+    page, per_page = paging(page, per_page)
     rows, total = migration_rows(request, tag=tag, q=q, page=page, per_page=per_page)
     return JSONResponse({"migrations": rows, "total": total, "page": page, "per_page": per_page})
 
 
+MAX_PER_PAGE = 100
+
+
+def paging(page: int, per_page: int) -> tuple[int, int]:
+    """page >= 1, per_page within 1..MAX_PER_PAGE (each row costs Airflow API calls and staging reads)."""
+    return max(1, page), min(MAX_PER_PAGE, max(1, per_page))
+
+
 def pager(total: int, page: int, per_page: int, tag: str, q: str) -> str:
+    page, per_page = paging(page, per_page)
     pages = max(1, -(-total // per_page))
     if pages == 1:
         return ""
-    qs = html.escape(urllib.parse.urlencode({k: v for k, v in (("tag", tag), ("q", q)) if v}))
+    qs = html.escape(urllib.parse.urlencode({k: v for k, v in (("tag", tag), ("q", q)) if v}
+                                            | ({"per_page": per_page} if per_page != PER_PAGE else {})))
     return " ".join(f"<b>{p}</b>" if p == page else f'<a href="?{qs}&amp;page={p}">{p}</a>'
                     for p in range(1, pages + 1))
 
@@ -338,6 +368,7 @@ def migrations_page(request: Request, refresh: int = 10, tag: str = "", q: str =
                     per_page: int = PER_PAGE) -> HTMLResponse:
     import time
 
+    page, per_page = paging(page, per_page)
     rows, total = migration_rows(request, tag=tag, q=q, page=page, per_page=per_page)
     body = "\n".join(render_row(r, "migrations") for r in rows) or \
         '<tr><td colspan="9">no migrations: add a spec to dags/specs/</td></tr>'

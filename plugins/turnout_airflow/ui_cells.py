@@ -67,13 +67,15 @@ def bar(name: str, label: str, b: dict) -> str:
     eta = b.get("eta_seconds")
     done, total = b.get("done"), b.get("total")
     eta_text = "done" if frac == 1.0 else f"ETA {duration(eta)}" if eta is not None else "ETA -"
-    return (f'<div class="bar" data-bar="{name}" data-done="{"" if done is None else done}" '
-            f'data-total="{"" if total is None else total}" data-fraction="{"" if frac is None else frac}" '
-            f'data-eta="{"" if eta is None else eta}"><span class="label">{label}</span>'
+    e = html.escape
+    return (f'<div class="bar" data-bar="{e(name)}" data-done="{e("" if done is None else str(done))}" '
+            f'data-total="{e("" if total is None else str(total))}" '
+            f'data-fraction="{e("" if frac is None else str(frac))}" '
+            f'data-eta="{e("" if eta is None else str(eta))}"><span class="label">{e(label)}</span>'
             f'<svg class="track" width="{BAR_W}" height="10" viewBox="0 0 {BAR_W} 10">'
             f'<rect width="{BAR_W}" height="10" rx="2" fill="#eaeef2"/>'
             f'<rect class="fill" width="{pct * BAR_W / 100:.1f}" height="10" rx="2" fill="#2da44e"/></svg>'
-            f'<span class="nums">{_n(done)} / {_n(total)} · {eta_text}</span></div>')
+            f'<span class="nums">{e(_n(done))} / {e(_n(total))} · {eta_text}</span></div>')
 
 
 def progress_cell(st: dict, approval: dict | None, now: float) -> str:
@@ -85,7 +87,7 @@ def progress_cell(st: dict, approval: dict | None, now: float) -> str:
         out.append(f'<div class="waiting" data-waiting="{max(0.0, now - approval["created_at"]):.0f}">approval '
                    f'waiting {duration(max(0.0, now - approval["created_at"]))}</div>')
     for rule, a in sorted((st.get("alerts") or {}).items()):
-        out.append(f'<div class="bad alert" data-alert="{e(rule)}" title="since {a.get("since")}">ALERT {e(rule)}: '
+        out.append(f'<div class="bad alert" data-alert="{e(rule)}" title="since {e(str(a.get("since")))}">ALERT {e(rule)}: '
                    f'{e(str(a.get("message")))}</div>')
     rep = st.get("repair")
     if rep:

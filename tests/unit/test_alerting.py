@@ -33,6 +33,12 @@ def _doc(st):
     return json.loads(st.get_bytes(ALERTS_KEY))
 
 
+def _arm(st, rule) -> None:
+    """The apply has caught up once (lag under the threshold): from then on the lag itself pages."""
+    assert alerting.judge(st, rule, _status(lag=1.0), now=T0 - 1000) == []
+    assert _doc(st)["lag_armed"] is True
+
+
 @pytest.fixture()
 def st(tmp_path):
     return open_staging(str(tmp_path)).child("orders")
@@ -48,6 +54,7 @@ def test_lag_is_pending_until_it_held_for_seconds_then_fires_once_and_clears_onc
     """Over 60 s of lag for 29 s: pending, nothing sent. At 30 s: one "firing" event whose ``since`` is when the
     lag went high. A hundred more judges while it stays high send nothing and do not rewrite the state file; the
     lag back under the threshold sends one "cleared", and judging again sends nothing."""
+    _arm(st, LAG_ONLY)
     assert alerting.judge(st, LAG_ONLY, _status(lag=90.0), now=T0) == []
     assert _doc(st)["rules"]["lag"] == {"state": "pending", "since": T0}
     assert alerting.judge(st, LAG_ONLY, _status(lag=95.0), now=T0 + 29) == []
@@ -97,6 +104,7 @@ def test_no_lag_alert_before_the_apply_runs_nor_after_cutover_or_stop(st):
         assert alerting.judge(st, rule, status, now=t) == [], status
     assert _doc(st)["rules"]["lag"].get("state", "ok") == "ok"
 
+    _arm(st, rule)
     assert _pairs(alerting.judge(st, rule, _status(lag=900.0), now=t + 10)) == [("lag", "firing")]
     [ev] = alerting.judge(st, rule, _status(lag=900.0, phase="cut over"), now=t + 20)
     assert ev.state == "cleared" and "no longer watched" in ev.message and "cut over" in ev.message
@@ -257,6 +265,7 @@ def test_two_judges_racing_send_the_event_exactly_once(st, edge):
 def test_the_history_lists_every_event_in_order(st):
     """state/alerts.json keeps the rules' states and the events in the order they happened, across rules."""
     rule = Alerts(lag_seconds_over=60, for_seconds=0)
+    _arm(st, rule)
     steps = [
         (_status(lag=100.0), [("lag", "firing")]),
         (_status(lag=100.0, dead={"apply": 1}), [("dead_letter", "firing")]),
@@ -333,3 +342,61 @@ def test_unknown_keys_in_alerts_are_refused():
         parse_spec(SPEC + "alerts: {notifiers: [{webhok: 'https://h/x'}]}\n")
     with pytest.raises(SpecError, match=r"alerts\.lag_seconds_over: .*greater than 0"):
         parse_spec(SPEC + "alerts: {lag_seconds_over: 0}\n")
+
+
+# ------------------------------------------------------------------------------------------ review fixes
+
+
+def _rates(capture, apply_):
+    return {"capture_per_second": capture, "apply_per_second": apply_}
+
+
+def test_the_first_catch_up_pages_only_when_the_apply_is_not_gaining(st):
+    """Before the lag has ever been under the threshold, its value is the bulk load's length: a lag of 900 s
+    with the apply gaining on the capture (200/s against 50/s) pages nobody; the same lag with the apply slower
+    than the capture (20/s against 80/s) pages, saying so. Once under the threshold, the lag alone pages."""
+    rule = Alerts(lag_seconds_over=60, for_seconds=0, on_dead_letter=False, on_validation_failure=False)
+    gaining = {**_status(lag=900.0), "rates": _rates(50.0, 200.0)}
+    assert alerting.judge(st, rule, gaining, now=T0) == []
+    losing = {**_status(lag=900.0), "rates": _rates(80.0, 20.0)}
+    [ev] = alerting.judge(st, rule, losing, now=T0 + 1)
+    assert ev.state == "firing" and "not gaining" in ev.message
+    [ev] = alerting.judge(st, rule, {**_status(lag=10.0), "rates": _rates(80.0, 90.0)}, now=T0 + 2)
+    assert ev.state == "cleared" and _doc(st)["lag_armed"] is True
+    [ev] = alerting.judge(st, rule, gaining, now=T0 + 3)  # armed: high lag pages even while gaining
+    assert ev.state == "firing"
+
+
+def test_a_slow_judge_with_an_older_status_does_not_undo_a_newer_change(st):
+    """Judge B fired on a status taken at T0+10; judge A, holding a status taken earlier (T0+5, no dead
+    letter yet), must not clear it (which the next look would fire again: two pages for one episode)."""
+    rule = Alerts(on_validation_failure=False)
+    [ev] = alerting.judge(st, rule, {**_status(dead={"apply": 1}), "at": T0 + 10}, now=T0 + 10)
+    assert ev.state == "firing"
+    assert alerting.judge(st, rule, {**_status(dead={}), "at": T0 + 5}, now=T0 + 11) == []
+    assert alerting.judge(st, rule, {**_status(dead={"apply": 1}), "at": T0 + 12}, now=T0 + 12) == []
+    assert [h["state"] for h in _doc(st)["history"]] == ["firing"]
+
+
+def test_an_alert_no_notifier_took_is_sent_again(st):
+    """Every notifier failed on the firing (marked unsent): the next judge returns the firing again, once."""
+    rule = Alerts()
+    [ev] = alerting.judge(st, rule, _status(dead={"apply": 1}), now=T0)
+    alerting.mark_unsent(st, "dead_letter")
+    [again] = alerting.judge(st, rule, _status(dead={"apply": 1}), now=T0 + 1)
+    assert (again.rule, again.state, again.since) == ("dead_letter", "firing", T0)
+    assert alerting.judge(st, rule, _status(dead={"apply": 1}), now=T0 + 2) == []
+
+
+def test_a_failed_repair_clears_when_its_retry_makes_the_validation_ok(st):
+    """The repair task failed (keys still differ); its retry rewrites the validation record OK, keeping the
+    validation's own ``at`` (older than the episode) but stamping ``repaired_at``: the alert clears."""
+    rule = Alerts(on_dead_letter=False)
+    old = {"ok": False, "repair_pending": True, "at": T0 - 100, "differences": 2}
+    [ev] = alerting.judge(st, rule, _status(validation=old), now=T0,
+                          task_failure={"phase": "repair", "error": "2 keys still differ"})
+    assert ev.state == "firing"
+    still = {**old, "ok": True, "repair_pending": False}
+    assert alerting.judge(st, rule, _status(validation=still), now=T0 + 5) == []  # not newer: still firing
+    [ev] = alerting.judge(st, rule, _status(validation={**still, "repaired_at": T0 + 20}), now=T0 + 21)
+    assert ev.state == "cleared"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .. import layout, state
 from ..errors import DeadLetterError, RecordError, TurnoutError
 from ..fencing import Owned
 from ..ports import WriteResult
-from ..retry import TokenBucket
+from ..retry import AdaptiveBucket, TokenBucket, throttled_total
 from ..runtime import Context
 from ._common import PROGRESS_SECONDS, dead_letter, owned
 from .export import read_chunk
@@ -52,7 +52,9 @@ class _UnitProgress:
         self.unit: dict[str, Any] = {"unit": group, "chunks": len(chunks), "chunks_done": 0, "items": 0, "written": 0,
                      "rejected": 0, "started_at": prev.get("started_at") or ctx.clock(), "finished_at": None}
         self.totals = {"chunks": 0, "skipped": 0, "items": 0, "written": 0, "rejected": 0}
-        self.lock, self.written = threading.Lock(), 0
+        self.lock, self.written, self.units = threading.Lock(), 0, 0.0
+        self.limit: Optional[AdaptiveBucket] = None  # the write-unit budget's bucket, when one is set
+        self.throttled0 = throttled_total()
         self.t0 = time.monotonic()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name=f"load-{group}-progress", daemon=True)
@@ -69,20 +71,25 @@ class _UnitProgress:
         while not self._stop.wait(PROGRESS_SECONDS):
             self.say()
 
-    def acknowledged(self, n: int) -> None:
+    def acknowledged(self, n: int, units: float = 0.0) -> None:
         with self.lock:
             self.written += n  # acknowledged by the target: the progress line may count it
+            self.units += units
 
     def say(self) -> None:
         """done/total chunks, items acknowledged so far (mid-chunk too), rate and ETA."""
         now = time.monotonic()
         with self.lock:
-            written = self.written
+            written, units = self.written, self.units
         rate = written / max(now - self.t0, 1e-6)
         t = self.totals
         left = (len(self.chunks) - t["chunks"] - t["skipped"]) * self.ctx.spec.export.chunk_items
+        budget = {}
+        if self.limit is not None:  # capacity units: achieved, the adaptive rate now, the budget, throttles
+            budget = {"units_per_s": f"{units / max(now - self.t0, 1e-6):.0f}", "unit_rate": f"{self.limit.rate:.0f}",
+                      "unit_budget": f"{self.limit.budget:.0f}", "throttled": throttled_total() - self.throttled0}
         self.ctx.progress("load", unit=self.group, done=t["chunks"] + t["skipped"], total=len(self.chunks),
-                          items=written, rate=f"{rate:.0f}/s", eta_s=f"{left / rate:.0f}" if rate else "?")
+                          items=written, rate=f"{rate:.0f}/s", eta_s=f"{left / rate:.0f}" if rate else "?", **budget)
 
     def record(self, marker: dict, final: bool = False, write: bool = True) -> None:
         if marker:
@@ -121,11 +128,16 @@ def _load_one(ctx: Context, chunk: str, pool: ThreadPoolExecutor, bucket: TokenB
     items, bad = _transform_chunk(ctx, chunk)
     batch_n = ctx.sink.capabilities.max_batch_items
 
+    paced = p.limit is not None and ctx.sink.capabilities.paces_writes  # the sink takes the units, retries too
+
     def write(batch: list[Any]) -> WriteResult:
         bucket.take(len(batch))
+        units = ctx.sink.write_units(batch) if p.limit is not None else 0.0
+        if p.limit is not None and not paced:
+            p.limit.take(units)
         p.own.hold()  # before every batch: a zombie stops here, not at the end of its chunk
         r = ctx.sink.write_items(batch)
-        p.acknowledged(r.written)
+        p.acknowledged(r.written, units)
         return r
 
     results = list(pool.map(write, [items[i : i + batch_n] for i in range(0, len(items), batch_n)]))
@@ -163,28 +175,39 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
     own.wait_out_predecessor(ctx.log)  # a zombie of this unit may be mid-batch: it stops at its next batch
     rl = ctx.spec.rate_limits
     bucket = TokenBucket(rl.write_items_per_second / rl.parallel_tasks)
-    with _UnitProgress(ctx, group, chunks, own) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
-        t = p.totals
-        for chunk in chunks:
-            if _finished(ctx, chunk):
-                t["skipped"] += 1
-                p.record(state.load(st, layout.load_done(chunk)) or {}, write=False)  # written with the next chunk
-                continue
-            if on_chunk:
-                on_chunk(chunk)
-            if st.exists(layout.APPLY_CHECKPOINT):  # checked before every chunk, not once: a zombie stops here
-                _refuse_after_apply(ctx, group, [c for c in chunks if not _finished(ctx, c)])
-            own.hold()
-            marker = _load_one(ctx, chunk, pool, bucket, p)
-            p.record(marker)
-            t["chunks"] += 1
-            t["items"] += marker["items"]
-            t["written"] += marker["written"]
-            t["rejected"] += marker["rejected"]
+    try:
+        with _UnitProgress(ctx, group, chunks, own) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
+            if rl.write_units_per_second:  # the target's own units, shared by the load tasks running at once
+                share = rl.write_units_per_second / rl.parallel_tasks
+                p.limit = AdaptiveBucket(share) if rl.adaptive else AdaptiveBucket(share, decrease=1.0, increase=0.0)
+                if ctx.sink.capabilities.paces_writes:
+                    ctx.sink.pace = p.limit.take  # type: ignore[attr-defined]
+            t = p.totals
+            for chunk in chunks:
+                if _finished(ctx, chunk):
+                    t["skipped"] += 1
+                    p.record(state.load(st, layout.load_done(chunk)) or {}, write=False)  # written with the next chunk
+                    continue
+                if on_chunk:
+                    on_chunk(chunk)
+                if st.exists(layout.APPLY_CHECKPOINT):  # checked before every chunk, not once: a zombie stops here
+                    _refuse_after_apply(ctx, group, [c for c in chunks if not _finished(ctx, c)])
+                own.hold()
+                marker = _load_one(ctx, chunk, pool, bucket, p)
+                p.record(marker)
+                t["chunks"] += 1
+                t["items"] += marker["items"]
+                t["written"] += marker["written"]
+                t["rejected"] += marker["rejected"]
+    finally:
+        if ctx.sink.capabilities.paces_writes:
+            ctx.sink.pace = None  # type: ignore[attr-defined]  # the budget is this load unit's only
     p.say()
     p.record({}, final=not t["rejected"])
     if t["rejected"]:
         raise DeadLetterError(
             f"load unit {group}: {t['rejected']} records rejected by the target; see "
             f"{st.url}/{layout.DEADLETTER}load/ (reasons recorded with each record)")
-    return {"unit": group, **t}
+    return {"unit": group, **t, **({"unit_rate": round(p.limit.rate, 1), "unit_budget": p.limit.budget,
+                                    "unit_cuts": p.limit.cuts}
+                                   if p.limit is not None else {})}

@@ -194,6 +194,7 @@ def repair(ctx: Context, *, force: bool = False, recheck_wait: Optional[float] =
     # the validation record now says what the repair left: the approval and the audit report read it
     st.put_json(layout.VALIDATION_LATEST, {
         **latest, "ok": not still, "repair_pending": bool(still),  # a retry repairs what is left again
+        "repaired_at": ctx.clock(),
         "repaired": summary["repaired"], "repair_report": report,
         "differences": len(still), "differing_keys": [{"key": kt, "kind": d["kind"]} for kt, d in still.items()]})
     audit = write_report(ctx, "validation")["html"]

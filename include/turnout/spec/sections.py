@@ -51,6 +51,11 @@ class RateLimits(Strict):
     read_items_per_second: float = Field(default=0, ge=0, description="0 = unlimited; shared by all export tasks")
     write_items_per_second: float = Field(default=0, ge=0, description="0 = unlimited; shared by all load tasks")
     parallel_tasks: int = Field(default=4, gt=0, description="mapped tasks running at once (the rate is split between them)")
+    write_units_per_second: float = Field(default=0, ge=0, description=(
+        "0 = unlimited; the target's own capacity units per second (DynamoDB: WCU, one per started KB of each "
+        "item), shared by all load tasks"))
+    adaptive: bool = Field(default=True, description=(
+        "within write_units_per_second, back off when the target throttles and climb back when it stops (AIMD)"))
 
 
 class Capture(Strict):

@@ -229,6 +229,9 @@ class CosmosSink:
         loop.call_soon_threadsafe(loop.stop)
         self._aloop = None
 
+    def write_units(self, docs: list[dict]) -> float:
+        return float(len(docs))  # RUs are known per response only: the sink's own RU budget counts those
+
     def write_items(self, docs: list[dict]) -> WriteResult:
         res = WriteResult()
 

@@ -44,7 +44,9 @@ class DynamoDBConfig:
     aws_session_token: Optional[str] = None
     max_pool_connections: int = 32
 
-    def client(self, service: str = "dynamodb"):
+    def client(self, service: str = "dynamodb", attempts: int = 3):
+        """``attempts``: botocore's own tries per call (1: every throttle and error reaches the caller, which
+        paces its retries itself)."""
         import boto3
         from botocore.config import Config
 
@@ -56,7 +58,7 @@ class DynamoDBConfig:
         )
         cfg = Config(
             max_pool_connections=self.max_pool_connections,
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"total_max_attempts": attempts, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable, Optional
 
 from ...codec import Item, item_size
 from ...errors import PreflightError, TurnoutError
@@ -20,8 +20,9 @@ class DynamoDBSink(DynamoDBTable):
     def __init__(self, config: DynamoDBConfig, table: str, max_item_bytes: int = 400 * 1024,
                  billing_mode: str = "PAY_PER_REQUEST"):
         super().__init__(config, table)
-        self.capabilities = Capabilities(max_batch_items=25, max_item_bytes=max_item_bytes)
+        self.capabilities = Capabilities(max_batch_items=25, max_item_bytes=max_item_bytes, paces_writes=True)
         self.billing_mode = billing_mode
+        self.pace: Optional[Callable[[float], Any]] = None  # before every BatchWriteItem, retries included
 
     def ensure_target(self, info: SourceInfo, key_attributes: list[str], rename: Mapping[str, str] | None = None,
                       paths: list[str] | None = None) -> dict:
@@ -78,12 +79,19 @@ class DynamoDBSink(DynamoDBTable):
         pending = requests
         delays = backoff_delays(attempts=30)
         while pending:
+            if self.pace is not None:
+                self.pace(self._units(pending))
             try:
-                resp = self.client.batch_write_item(RequestItems={self.table: pending})
+                resp = self._writer().batch_write_item(RequestItems={self.table: pending})
             except Exception as exc:
                 code = _code(exc)
-                if code in THROTTLE_CODES:
+                if self.pace is not None and _transient(exc):  # botocore does not retry for a paced writer
                     time.sleep(next(delays, 20.0))
+                    continue
+                if code in THROTTLE_CODES:
+                    note_throttled()
+                    # paced: the budget (cut by this throttle) spaces the retry; a short jitter only
+                    time.sleep(min(next(delays, 20.0), 0.5) if self.pace is not None else next(delays, 20.0))
                     continue
                 if code == "ValidationException" and len(pending) > 1:
                     # one bad item fails the whole batch: split to find it, write the rest
@@ -104,7 +112,8 @@ class DynamoDBSink(DynamoDBTable):
             if pending:
                 note_throttled()
                 try:
-                    time.sleep(next(delays))
+                    delay = next(delays)
+                    time.sleep(min(delay, 0.5) if self.pace is not None else delay)
                 except StopIteration:
                     raise TurnoutError(f"BatchWriteItem on {self.table}: items still unprocessed after retries")
         return res
@@ -117,6 +126,23 @@ class DynamoDBSink(DynamoDBTable):
             )
             return False
         return True
+
+    def _writer(self):
+        """The client for BatchWriteItem: a paced writer's makes one try per call (botocore's hidden retries of a
+        throttle would bypass the budget), the others share the table's client."""
+        if self.pace is None:
+            return self.client
+        with self._lock:
+            if getattr(self, "_paced_client", None) is None:
+                self._paced_client = self.config.client("dynamodb", attempts=1)
+            return self._paced_client
+
+    def _units(self, requests: list[dict]) -> float:
+        return sum(self.write_units([r["PutRequest"]["Item"]]) if "PutRequest" in r else 1.0 for r in requests)
+
+    def write_units(self, items: list[Item]) -> float:
+        """WCU: one per started KB of each item put (DynamoDB's rule), whatever the batch."""
+        return float(sum(max(1, -(-item_size(it) // 1024)) for it in items))
 
     def write_items(self, items: list[Item]) -> WriteResult:
         res = WriteResult()
@@ -140,3 +166,11 @@ class DynamoDBSink(DynamoDBTable):
             res.written += r.written
             res.rejected += r.rejected
         return res
+
+
+def _transient(exc: Exception) -> bool:
+    """A connection dropped or timed out (botocore would have retried it): try again."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError, HTTPClientError
+
+    return isinstance(exc, (BotoConnectionError, HTTPClientError)) or _code(exc) in ("InternalServerError",
+                                                                                     "ServiceUnavailable")

@@ -82,11 +82,12 @@ class MongoSink(_Mongo):
                 if exc.details.get("writeConcernErrors"):
                     raise TurnoutError(f"{ns}: write concern errors {exc.details['writeConcernErrors']}") from None
                 pending = retry
+                if retry:
+                    note_throttled()  # the server's throttle codes, not a stepdown or a network error
             except Exception as exc:
                 if not _transient(exc):
                     raise
             if pending:
-                note_throttled()
                 try:
                     time.sleep(next(delays))
                 except StopIteration:
@@ -100,6 +101,9 @@ class MongoSink(_Mongo):
                                       f"{self.capabilities.max_item_bytes}"))
             return False
         return True
+
+    def write_units(self, items: list[Record]) -> float:
+        return float(len(items))  # a MongoDB-wire target has no capacity unit of its own: items
 
     def write_items(self, items: list[Record]) -> WriteResult:
         from pymongo import ReplaceOne
