@@ -15,7 +15,7 @@ from . import layout
 from .progress import bars, change_rates
 
 # phase names, in the order a migration goes through them
-PHASES = ("not started", "preflight", "export", "load", "catch-up", "cutover", "cut over")
+PHASES = ("not started", "preflight", "export", "load", "catch-up", "cutover", "cut over", "stopped")
 
 
 def lag_status(ctx_or_staging, now: float | None = None) -> dict:

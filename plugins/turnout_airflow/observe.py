@@ -25,10 +25,10 @@ from typing import Any, Callable, Optional
 
 from turnout import alerting
 from turnout.retry import throttled_total
+from turnout.status import PHASES  # the turnout.phase gauge is a phase's index in this order
 
 log = logging.getLogger(__name__)
 
-PHASES = ("not started", "preflight", "export", "load", "catch-up", "cutover", "cut over", "stopped")
 
 
 def _g(path: str) -> Callable[[dict], Any]:
@@ -147,10 +147,6 @@ def build_notifier(spec, i: int):
     except TypeError as exc:
         raise ValueError(f"alerts.notifiers[{i}]: {n.notifier}(**args) fails: {exc}") from None
 
-
-def build_notifiers(spec) -> list:
-    """Every configured notifier, fresh (raises on the first that cannot be built)."""
-    return [build_notifier(spec, i) for i in range(len(spec.alerts.notifiers))]
 
 
 class Observer:

@@ -9,28 +9,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.request
 
 import pytest
 
 import workload
 from test_engine_dynamodb import spec_for, uniq
+from test_throttle_proxy import _proxy
 from turnout import phases
 from turnout.adapters.dynamodb import DynamoDBConfig
 from turnout.runtime import make_context
 
 pytestmark = pytest.mark.server
-
-
-def _proxy(stack, path: str, doc: dict | None = None) -> dict:
-    req = urllib.request.Request(stack["throttle_proxy"]["endpoint"] + path, method="POST" if doc is not None else "GET",
-                                 data=json.dumps(doc).encode() if doc is not None else None)
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
 
 
 def _source(stack, n: int) -> str:
@@ -48,7 +40,7 @@ def _source(stack, n: int) -> str:
 
 
 def _ctx(stack, table, staging, rate_limits: str, segments: int = 2, tasks: int = 2):
-    spec = spec_for(table, staging, extra=f"rate_limits: {rate_limits}\n").model_copy()
+    spec = spec_for(table, staging, extra=f"rate_limits: {rate_limits}\n")
     spec = spec.model_copy(update={
         "export": spec.export.model_copy(update={"segments": segments}),
         "load": spec.load.model_copy(update={"max_tasks": tasks})})

@@ -278,7 +278,8 @@ def test_a_misspelt_notifier_fails_the_dag_build_naming_it():
     good = parse_spec(SPEC_TEXT + "alerts: {notifiers: [{notifier: turnout_airflow.notifiers.WebhookNotifier, "
                       "args: {url: 'http://h/x'}}]}\n")
     assert build_dag(good, "specs/orders.yaml").dag_id == "migrate__orders"
-    assert [type(n).__name__ for n in observe.build_notifiers(bad.model_copy(update={"alerts": good.alerts}))] == [
+    fixed = bad.model_copy(update={"alerts": good.alerts})
+    assert [type(observe.build_notifier(fixed, i)).__name__ for i in range(len(fixed.alerts.notifiers))] == [
         "WebhookNotifier"]
 
 
