@@ -42,6 +42,19 @@ class SourceCapabilities:
     versions: str = "source"
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """What a table or container can serve per second, in its own units, as it reports it (None: not reported).
+
+    ``basis`` says where the figure comes from ("provisioned", "warm throughput", "on-demand maximum", "offer",
+    "autoscale maximum", or why there is none); ``unit`` names the units ("RCU/WCU", "RU", "items")."""
+
+    read_units_per_second: Optional[float] = None
+    write_units_per_second: Optional[float] = None
+    unit: str = "items"
+    basis: str = "not reported"
+
+
 @dataclass
 class SourceInfo:
     key_attributes: list[str]  # partition key first, then sort key
@@ -145,6 +158,14 @@ class Source(Protocol):
     def unit_group(self, unit: dict) -> str:
         """The table or namespace an export unit reads (what a re-copy by table names)."""
 
+    def read_units(self, records: list[Any]) -> float:
+        """What reading one page of ``records`` cost in the source's own units (DynamoDB: RCU as the server
+        reported it for the last page this thread read, else estimated from the sizes); items otherwise. The
+        export's read budget is counted in these."""
+
+    def capacity(self) -> Capacity:
+        """The source's read and write capacity per second, as it reports it (for percentage budgets, the plan)."""
+
     def scan(self, segment: int = 0, total: int = 1) -> Iterator[Any]: ...
 
     def get(self, key: Any) -> Optional[Any]: ...
@@ -182,6 +203,9 @@ class Sink(Protocol):
 
     def apply_changes(self, changes: list[Change]) -> WriteResult:
         """Upserts and deletes by key, at most one change per key in the list."""
+
+    def capacity(self) -> Capacity:
+        """The target's capacity per second, as it reports it (an absent target: nothing reported)."""
 
     def scan(self, segment: int = 0, total: int = 1) -> Iterator[Any]: ...
 

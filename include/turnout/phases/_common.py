@@ -80,6 +80,15 @@ def copy_estimate(ctx: Context, rows: int) -> tuple[float, float]:
     return rate, (rows / rate / 3600 if rate else 0)
 
 
+def unit_budgets(ctx: Context) -> dict:
+    """The migration's read and write budgets in units per second as preflight resolved them (percentages of
+    the reported capacities included); the spec's absolute figures when preflight recorded none."""
+    rl = ctx.spec.rate_limits
+    rec = (state.load(ctx.staging, layout.PREFLIGHT) or {}).get("budgets") or {}
+    return {"read": float(rec.get("read_units_per_second", rl.read_units_per_second) or 0),
+            "write": float(rec.get("write_units_per_second", rl.write_units_per_second) or 0)}
+
+
 def owned(ctx: Context, key: str, what: str, default: dict) -> Owned:
     """This try's ownership of a checkpoint record (see :mod:`turnout.fencing`); call ``take()`` on it."""
     who = {**ctx.whoami(), "try": uuid.uuid4().hex[:8], "run_id": ctx.run_id}

@@ -14,7 +14,7 @@ from .. import layout, state
 from ..errors import TurnoutError
 from ..retry import TokenBucket
 from ..runtime import Context
-from ._common import PROGRESS_SECONDS, owned
+from ._common import PROGRESS_SECONDS, owned, unit_budgets
 from .native_export import export_native_file
 
 
@@ -61,6 +61,31 @@ class _Progress:
                           rate=f"{(items - self.done0) / max(el, 1e-6):.0f}/s", status="done")
 
 
+class _ReadBudget:
+    """This task's share of the read budget in the source's own units (RCU as the server reports them), and a
+    page size that keeps one page within a second's share, so the export never takes a burst of the source's
+    capacity from the application. No budget: the spec's page, unchanged."""
+
+    def __init__(self, ctx: Context, share: float):
+        self.ctx, self.share, self.base = ctx, share, 0
+        self.bucket = TokenBucket(share)
+
+    def first_page(self, page: int) -> int:
+        self.base = page
+        return min(page, 100) if self.share else page  # a small first page measures the cost per record
+
+    def charge(self, items: list[Any], page: int) -> int:
+        """Take the page's units from the budget (waiting as needed); the page size for the next read."""
+        if not self.share:
+            return page
+        units = self.ctx.source.read_units(items)
+        self.bucket.take(units)
+        if not items or units <= 0:
+            return page
+        fit = max(1, min(self.base, int(self.share * len(items) / units)))
+        return fit if fit * 2 < page or fit > page * 2 else page
+
+
 def export_segment(ctx: Context, segment: int) -> dict:
     """Copy one export unit into compressed chunks in staging; the checkpoint moves only after a chunk is
     durable."""
@@ -83,6 +108,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
     rl = ctx.spec.rate_limits
     rate = rl.read_items_per_second / rl.parallel_tasks
     bucket = TokenBucket(rate)
+    reads = _ReadBudget(ctx, unit_budgets(ctx)["read"] / rl.parallel_tasks)
     chunk_items = ctx.spec.export.chunk_items
     page = max(1, min(1000, chunk_items, int(rate) or 1000))
     buf: list[Any] = []
@@ -106,12 +132,24 @@ def export_segment(ctx: Context, segment: int) -> dict:
     est = (state.load(st, layout.PREFLIGHT) or {}).get("item_count_estimate") or 0
     expected = unit.get("rows") or (est / total if est else 0)  # this unit's share, for the ETA
     progress = _Progress(ctx, segment, total, expected, ck["items"])
-    for items, pos in ctx.source.read_unit(unit, resume, page):
-        bucket.take(len(items))
-        buf.extend(items)
-        if (len(buf) >= chunk_items or pos is None) and buf:
-            flush(pos)
-        progress.tick(ck["items"] + len(buf), len(ck["chunks"]))
+    size = reads.first_page(page) if unit.get("resumable", True) else page
+    while size:  # read on; a read budget may size the pages anew (the reader starts again from the last page)
+        for items, pos in ctx.source.read_unit(unit, resume, size):
+            bucket.take(len(items))
+            nxt = reads.charge(items, size)
+            buf.extend(items)
+            if (len(buf) >= chunk_items or pos is None) and buf:
+                flush(pos)
+            progress.tick(ck["items"] + len(buf), len(ck["chunks"]))
+            resume = pos
+            if pos is None:
+                size = 0
+                break
+            if nxt != size and unit.get("resumable", True):
+                size = nxt
+                break
+        else:
+            size = 0
     if buf:
         flush(None)
     ck["done"], ck["resume"] = True, None

@@ -19,7 +19,7 @@ from ..fencing import Owned
 from ..ports import WriteResult
 from ..retry import AdaptiveBucket, TokenBucket, throttled_total
 from ..runtime import Context
-from ._common import PROGRESS_SECONDS, dead_letter, owned
+from ._common import PROGRESS_SECONDS, dead_letter, owned, unit_budgets
 from .export import read_chunk
 
 
@@ -177,8 +177,9 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
     bucket = TokenBucket(rl.write_items_per_second / rl.parallel_tasks)
     try:
         with _UnitProgress(ctx, group, chunks, own) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
-            if rl.write_units_per_second:  # the target's own units, shared by the load tasks running at once
-                share = rl.write_units_per_second / rl.parallel_tasks
+            budget = unit_budgets(ctx)["write"]
+            if budget:  # the target's own units, shared by the load tasks running at once
+                share = budget / rl.parallel_tasks
                 p.limit = AdaptiveBucket(share) if rl.adaptive else AdaptiveBucket(share, decrease=1.0, increase=0.0)
                 if ctx.sink.capabilities.paces_writes:
                     ctx.sink.pace = p.limit.take  # type: ignore[attr-defined]

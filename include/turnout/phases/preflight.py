@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import layout, state
+from .. import capacity, layout, state
 from ..errors import PreflightError
 from ..ports import PreflightInputs
 from ..runtime import Context
@@ -31,6 +31,7 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
                              build_transform=ctx.build_transform, estimate=lambda rows: copy_estimate(ctx, rows),
                              put_state=st.put_bytes, target_name=target_name(ctx), log=ctx.log)
     summary = ctx.route.source.preflight(inputs)
+    _budgets(ctx, summary, dry_run)
     summary.update(spec_digest=spec.digest(), dry_run=dry_run, fallback=describe(spec))
     state.save(st, layout.PREFLIGHT_DRY_RUN if dry_run else layout.PREFLIGHT, summary)
     ctx.log.info("TURNOUT preflight %s: %s; fallback: %s", summary["status"], summary["verdict"], summary["fallback"])
@@ -39,3 +40,20 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
     if not dry_run and ctx.route.target.index_timing(spec.target) == "before_data":
         build_indexes(ctx)
     return summary
+
+
+def _budgets(ctx: Context, summary: dict, dry_run: bool) -> None:
+    """The read and write budgets in units, resolved once from the spec and what both ends report, recorded in
+    the preflight summary for every export and load task; a percentage of an unreported capacity is a NO-GO."""
+    src, tgt = ctx.source.capacity(), ctx.sink.capacity()
+    summary["capacity"] = {"source": capacity.describe(src), "target": capacity.describe(tgt)}
+    try:
+        summary["budgets"] = capacity.resolve(ctx.spec.rate_limits, src, tgt)
+    except PreflightError as exc:
+        if dry_run and tgt.basis.startswith("absent") and "target" in str(exc):
+            summary["budgets"] = capacity.resolve(ctx.spec.rate_limits.model_copy(update={"target_write_percent": 0}),
+                                                  src, None)
+            summary["budgets"]["write_from"] = "target_write_percent: resolved once the migration creates the target"
+            return
+        problems = [p for p in (summary.get("verdict") if summary["status"] != "GO" else None, str(exc)) if p]
+        summary.update(status="NO-GO", verdict="; ".join(problems))

@@ -54,8 +54,17 @@ class RateLimits(Strict):
     write_units_per_second: float = Field(default=0, ge=0, description=(
         "0 = unlimited; the target's own capacity units per second (DynamoDB: WCU, one per started KB of each "
         "item), shared by all load tasks"))
+    read_units_per_second: float = Field(default=0, ge=0, description=(
+        "0 = unlimited; the source's own read units per second (DynamoDB: RCU, one per started 4 KB a Scan "
+        "returns, half when eventually consistent), shared by all export tasks"))
+    source_read_percent: float = Field(default=0, ge=0, le=100, description=(
+        "0 = none; at most this percentage of the source's read capacity (provisioned, warm or on-demand maximum, "
+        "read at preflight), shared by all export tasks; with read_units_per_second too, the lower one holds"))
+    target_write_percent: float = Field(default=0, ge=0, le=100, description=(
+        "0 = none; at most this percentage of the target's write capacity (DynamoDB: WCU; Cosmos: the "
+        "container's RU/s offer), read at preflight; with write_units_per_second too, the lower one holds"))
     adaptive: bool = Field(default=True, description=(
-        "within write_units_per_second, back off when the target throttles and climb back when it stops (AIMD)"))
+        "within the write budget in units, back off when the target throttles and climb back when it stops (AIMD)"))
 
 
 class Capture(Strict):

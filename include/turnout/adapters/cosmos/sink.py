@@ -7,11 +7,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ...codec import JSON_DOC
 from ...errors import PreflightError, TurnoutError
-from ...ports import Capabilities, Change, SourceInfo, WriteResult
+from ...ports import Capabilities, Capacity, Change, SourceInfo, WriteResult
 from ...retry import TokenBucket, backoff_delays, note_throttled
 from .mapping import doc_size
 
@@ -80,8 +80,11 @@ class CosmosSink:
 
     def __init__(self, config: CosmosConfig, target, budget_share: float = 1.0):
         self.config, self.target = config, target
-        self.capabilities = Capabilities(max_batch_items=100, max_item_bytes=target.max_item_bytes)
+        self.capabilities = Capabilities(max_batch_items=100, max_item_bytes=target.max_item_bytes,
+                                         paces_writes=True)
         self.bucket = TokenBucket(target.ru_per_second * budget_share)
+        # a load's adaptive budget: charged with the RU each response reports (429s cut it through the throttle count)
+        self.pace: Optional[Callable[[float], Any]] = None
         self._client = None
         self._lock = threading.Lock()
         self.throttled = 0
@@ -130,6 +133,23 @@ class CosmosSink:
         db.create_container_if_not_exists(**kw)
         return {"created": True, "partition_key": paths, "throughput": self.target.throughput}
 
+    def capacity(self) -> Capacity:
+        """The container's RU/s offer (or its database's shared one; autoscale: the maximum), for reads and writes
+        alike, as Cosmos DB provisions them together."""
+        if not self.exists():
+            return Capacity(None, None, "RU", "absent: the migration creates it")
+        errors = []
+        for owner in (self.container, self.client.get_database_client(self.target.database)):
+            try:
+                tp = owner.get_throughput()
+            except Exception as exc:  # no offer at this level (or a server without the offers API)
+                errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+                continue
+            ru = float(tp.auto_scale_max_throughput or tp.offer_throughput or 0)
+            if ru:
+                return Capacity(ru, ru, "RU", "autoscale maximum" if tp.auto_scale_max_throughput else "offer")
+        return Capacity(None, None, "RU", "no throughput offer readable: " + "; ".join(errors))
+
     # ------------------------------------------------------------------ writes
     # Writes go through the async client on one event-loop thread per sink: a batch becomes
     # concurrent upserts (target.concurrency at a time), which is what the SDK needs to be fast; the
@@ -176,6 +196,8 @@ class CosmosSink:
                     out = await fn(*a, response_hook=hook, **kw)
                 if self.bucket.rate > 0:
                     await asyncio.to_thread(self.bucket.take, charge["ru"] or 1.0)
+                if self.pace is not None:
+                    await asyncio.to_thread(self.pace, charge["ru"] or 1.0)
                 return out
             except exceptions.CosmosHttpResponseError as exc:
                 if exc.status_code != 429:

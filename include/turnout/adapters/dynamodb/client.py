@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
+from ...capacity import dynamodb_capacity
 from ...codec import Item
 from ...errors import PreflightError, TurnoutError
+from ...ports import Capacity
 from ...retry import backoff_delays, note_throttled
 
 # DynamoDB Local truncates ApproximateCreationDateTime to the minute; AWS to the millisecond.
@@ -92,6 +94,7 @@ class DynamoDBTable:
         self.config, self.table = config, table
         self._client = None
         self._lock = threading.Lock()
+        self._read = threading.local()  # the RCU the server reported for this thread's last Scan page
 
     @property
     def client(self):
@@ -117,6 +120,13 @@ class DynamoDBTable:
                 f"(table {self.table!r}): {exc}"
             ) from None
 
+    def capacity(self) -> Capacity:
+        """Provisioned RCU/WCU, or the warm throughput / on-demand maximum of an on-demand table; nothing for an
+        absent table (one the migration creates)."""
+        if not self.exists():
+            return Capacity(None, None, "RCU/WCU", "absent: the migration creates it")
+        return dynamodb_capacity(self.describe_table())
+
     def exists(self) -> bool:
         try:
             self.describe_table()
@@ -131,12 +141,14 @@ class DynamoDBTable:
         return [k["AttributeName"] for k in sorted(ks, key=lambda k: k["KeyType"] != "HASH")]
 
     def scan_page(self, segment: int, total: int, start_key: Optional[dict], limit: int, consistent: bool = False):
-        kw: dict[str, Any] = {"TableName": self.table, "Segment": segment, "TotalSegments": total, "Limit": limit}
+        kw: dict[str, Any] = {"TableName": self.table, "Segment": segment, "TotalSegments": total, "Limit": limit,
+                              "ReturnConsumedCapacity": "TOTAL"}
         if start_key:
             kw["ExclusiveStartKey"] = start_key
         if consistent:
             kw["ConsistentRead"] = True
         resp = call_with_backoff(self.client.scan, what=f"Scan {self.table} segment {segment}/{total}", **kw)
+        self._read.units = (resp.get("ConsumedCapacity") or {}).get("CapacityUnits")
         return resp.get("Items", []), resp.get("LastEvaluatedKey")
 
     def scan(self, segment: int = 0, total: int = 1, page: int = 1000, consistent: bool = False) -> Iterator[Item]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Callable, Any, Optional
 
 from ...errors import TurnoutError
-from ...ports import Capabilities, Change, SourceInfo, WriteResult
+from ...ports import Capabilities, Capacity, Change, SourceInfo, WriteResult
 from ...retry import backoff_delays, note_throttled
 from .client import (
     SYSTEM_DBS,
@@ -101,6 +101,9 @@ class MongoSink(_Mongo):
                                       f"{self.capabilities.max_item_bytes}"))
             return False
         return True
+
+    def capacity(self) -> Capacity:
+        return Capacity(None, None, "documents", "the MongoDB wire protocol reports no capacity per second")
 
     def write_units(self, items: list[Record]) -> float:
         return float(len(items))  # a MongoDB-wire target has no capacity unit of its own: items

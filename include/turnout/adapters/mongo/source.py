@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from ...errors import TurnoutError
-from ...ports import SourceCapabilities, SourceInfo
+from ...ports import Capacity, SourceCapabilities, SourceInfo
 from .changes import MongoChangeReader, _j, _v
 from .client import (
     COSMOS_PIPELINE,
@@ -170,6 +170,12 @@ class MongoSource(_Mongo):
         return MongoChangeReader(self, position, state, limit=limit)
 
     # ------------------------------------------------------------------ export
+
+    def read_units(self, records: list) -> float:
+        return float(len(records))  # the wire protocol reports no charge per read: documents
+
+    def capacity(self) -> Capacity:
+        return Capacity(None, None, "documents", "the MongoDB wire protocol reports no capacity per second")
 
     def unit_group(self, unit: dict) -> str:
         return str(unit["ns"])

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Optional
 
 from ...codec import Item
 from ...errors import PreflightError, TurnoutError
-from ...ports import SourceCapabilities, SourceInfo
+from ...ports import Capacity, SourceCapabilities, SourceInfo
 from .binlog import BinlogChangeReader
 from .client import _INTEGER_TYPES, REQUIRED_SETTINGS, MySQLConfig, _q, float32_text
 from .values import TABLE_ATTR, Column, TableSchema, row_item
@@ -210,6 +210,12 @@ class MySQLSource:
             (tag, v), = item[c].items()
             out.append(v)
         return out
+
+    def read_units(self, records: list[Item]) -> float:
+        return float(len(records))  # MySQL has no capacity unit: rows
+
+    def capacity(self) -> Capacity:
+        return Capacity(None, None, "rows", "a MySQL server reports no capacity per second")
 
     def unit_group(self, unit: dict) -> str:
         return str(unit["table"])

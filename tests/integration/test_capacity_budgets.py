@@ -1,0 +1,174 @@
+"""Budgets in the databases' own units, through the stack's throttle proxy in front of DynamoDB Local
+(scripts/throttle_proxy.py counts what it admits by DynamoDB's documented rules, independently of Turnout):
+
+- a 400 KB item costs 400 WCU, not one item: the load's accounting and the proxy agree with the rule written here;
+- ``source_read_percent`` reads the source table's provisioned RCU from DescribeTable at preflight and the export
+  stays within that share of it (what the proxy admitted over the run);
+- ``target_write_percent`` does the same with the target's WCU;
+- a percentage of a capacity the table does not report (on-demand, no warm throughput) is refused at preflight,
+  naming the key and the fix.
+
+Expected sizes here follow DynamoDB's rule for string attributes only (name bytes + UTF-8 value bytes), so they
+need nothing from turnout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import pytest
+
+import workload
+from test_engine_dynamodb import spec_for, uniq
+from test_throttle_proxy import _proxy
+from turnout import layout, phases, state
+from turnout.adapters.dynamodb import DynamoDBConfig
+from turnout.errors import PreflightError
+from turnout.runtime import make_context
+
+pytestmark = pytest.mark.server
+
+
+def _cfg(endpoint: str) -> DynamoDBConfig:
+    return DynamoDBConfig(endpoint_url=endpoint, aws_access_key_id="l", aws_secret_access_key="l")
+
+
+def _table(c, name: str, rcu: int = 0, wcu: int = 0, stream: bool = True) -> None:
+    kw: dict = {"TableName": name,
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                         {"AttributeName": "sk", "AttributeType": "S"}]}
+    if rcu or wcu:
+        kw.update(BillingMode="PROVISIONED", ProvisionedThroughput={"ReadCapacityUnits": rcu or 1,
+                                                                      "WriteCapacityUnits": wcu or 1})
+    else:
+        kw["BillingMode"] = "PAY_PER_REQUEST"
+    if stream:
+        kw["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    c.create_table(**kw)
+
+
+def _fill(c, table: str, pads: list[int]) -> list[int]:
+    """Items with a ``pad`` string of each given length; returns each item's size by DynamoDB's rule."""
+    sizes = []
+    for lo in range(0, len(pads), 25):
+        reqs = []
+        for i in range(lo, min(lo + 25, len(pads))):
+            item = {"pk": f"p{i % 40}", "sk": f"s{i:06d}", "kind": "order", "pad": "z" * pads[i]}
+            sizes.append(sum(len(k.encode()) + len(v.encode()) for k, v in item.items()))
+            reqs.append({"PutRequest": {"Item": {k: {"S": v} for k, v in item.items()}}})
+        while reqs:
+            reqs = c.batch_write_item(RequestItems={table: reqs}).get("UnprocessedItems", {}).get(table, [])
+    return sizes
+
+
+def _ctx(spec, src: str, tgt: str):
+    return make_context(spec, _cfg(src), _cfg(tgt), log=logging.getLogger("turnout.test"))
+
+
+def _spec(table, tmp_path, rate_limits: str, segments: int = 2, tasks: int = 2):
+    spec = spec_for(table, tmp_path / "staging", extra=f"rate_limits: {rate_limits}\n")
+    return spec.model_copy(update={"export": spec.export.model_copy(update={"segments": segments}),
+                                   "load": spec.load.model_copy(update={"max_tasks": tasks})})
+
+
+@pytest.fixture()
+def proxy(stack):
+    _proxy(stack, "/_proxy/config", {"latency_ms": 0, "wcu": 0, "rcu": 0})
+    _proxy(stack, "/_proxy/reset", {})
+    yield stack["throttle_proxy"]["endpoint"]
+    _proxy(stack, "/_proxy/config", {"latency_ms": 0, "wcu": 0, "rcu": 0})
+
+
+def test_a_400_kb_item_costs_400_write_units(stack, proxy, tmp_path):
+    table = uniq("wcu")
+    c = workload.client(stack["source"]["endpoint"])
+    _table(c, table)
+    near_max = 400 * 1024 - 60  # the whole item stays under DynamoDB's 400 KB limit
+    sizes = _fill(c, table, [near_max, 100, 900, 1100, 3000])
+    expected = sum(math.ceil(s / 1024) for s in sizes)
+    assert math.ceil(sizes[0] / 1024) == 400 and expected == 400 + 1 + 1 + 2 + 3
+    spec = _spec(table, tmp_path, "{write_units_per_second: 2000, parallel_tasks: 1}", segments=1, tasks=1)
+    ctx = _ctx(spec, stack["source"]["endpoint"], proxy)
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    for seg in phases.plan_export(ctx):
+        phases.export_segment(ctx, seg)
+    _proxy(stack, "/_proxy/reset", {})
+    out = [phases.load_chunk(ctx, u) for u in phases.plan_load(ctx)]
+    assert sum(o["written"] for o in out) == 5
+    assert _proxy(stack, "/_proxy/stats")["totals"]["wcu"] == expected  # what the server-side rule charged
+    assert ctx.sink.write_units([{k: {"S": "z" * near_max} for k in ("p",)}]) >= 400  # one item, 400 units
+
+
+def test_source_read_percent_holds_the_export_to_its_share_of_provisioned_reads(stack, proxy, tmp_path):
+    table = uniq("rcu")
+    c = workload.client(stack["target"]["endpoint"])  # the source table lives behind the proxy
+    rcu = 200
+    _table(c, table, rcu=rcu, wcu=50)
+    sizes = _fill(c, table, [900] * 2400)  # ~2.3 MB: ~290 RCU for an eventually consistent scan
+    spec = _spec(table, tmp_path, "{source_read_percent: 25, parallel_tasks: 2}")
+    ctx = _ctx(spec, proxy, stack["target"]["endpoint"])
+    pre = phases.preflight(ctx)
+    budget = rcu * 0.25
+    assert pre["budgets"]["read_units_per_second"] == budget, pre["budgets"]
+    assert "25 % of 200" in pre["budgets"]["read_from"] and "provisioned" in pre["budgets"]["read_from"]
+    assert state.load(ctx.staging, layout.PREFLIGHT)["capacity"]["source"]["read_units_per_second"] == rcu
+    phases.start_cdc(ctx)
+    _proxy(stack, "/_proxy/config", {"rcu": rcu})  # the table's real limit: the export must never reach it
+    _proxy(stack, "/_proxy/reset", {})
+    t0 = time.time()
+    items = sum(phases.export_segment(_ctx(spec, proxy, stack["target"]["endpoint"]), s)["items"]
+                for s in phases.plan_export(ctx))
+    elapsed = time.time() - t0
+    s = _proxy(stack, "/_proxy/stats")["totals"]
+    assert items == len(sizes)
+    full = math.ceil(sum(sizes) / 4096) * 0.5
+    print(f"read {s['rcu']} RCU (a single full scan: {full}) in {elapsed:.1f} s = {s['rcu'] / elapsed:.0f}/s; "
+          f"budget {budget}/s; throttled {s['throttled']}")
+    assert s["rcu"] >= full * 0.9  # it did read the table, in pages
+    # each task's bucket starts with one second of its share, and a page is charged after it was read
+    assert s["rcu"] <= budget * elapsed + budget + 2 * 15
+    assert s["throttled"] == 0
+
+
+def test_target_write_percent_holds_the_load_to_its_share_of_provisioned_writes(stack, proxy, tmp_path):
+    table = uniq("tw")
+    src = workload.client(stack["source"]["endpoint"])
+    _table(src, table)
+    _fill(src, table, [900] * 900)  # one WCU each
+    wcu = 240
+    _table(workload.client(stack["target"]["endpoint"]), f"{table}_copy", rcu=10, wcu=wcu, stream=False)
+    spec = _spec(table, tmp_path, "{target_write_percent: 50, parallel_tasks: 2}")
+    ctx = _ctx(spec, stack["source"]["endpoint"], proxy)
+    pre = phases.preflight(ctx)
+    assert pre["budgets"]["write_units_per_second"] == wcu / 2, pre["budgets"]
+    phases.start_cdc(ctx)
+    for seg in phases.plan_export(ctx):
+        phases.export_segment(ctx, seg)
+    units = phases.plan_load(ctx)
+    _proxy(stack, "/_proxy/config", {"wcu": wcu})
+    _proxy(stack, "/_proxy/reset", {})
+    t0 = time.time()
+    written = sum(phases.load_chunk(_ctx(spec, stack["source"]["endpoint"], proxy), u)["written"] for u in units)
+    elapsed = time.time() - t0
+    s = _proxy(stack, "/_proxy/stats")["totals"]
+    assert written == 900 and s["wcu"] == 900.0
+    assert s["wcu"] <= wcu / 2 * elapsed + wcu / 2 + 2 * 25, (s, elapsed)
+    assert s["throttled"] == 0
+
+
+def test_a_percentage_of_an_unreported_capacity_is_refused_at_preflight(stack, tmp_path):
+    table = uniq("od")
+    src = workload.client(stack["source"]["endpoint"])
+    _table(src, table)
+    _table(workload.client(stack["target"]["endpoint"]), f"{table}_copy", stream=False)  # on-demand, no warm
+    spec = _spec(table, tmp_path, "{target_write_percent: 50}")
+    ctx = _ctx(spec, stack["source"]["endpoint"], stack["target"]["endpoint"])
+    with pytest.raises(PreflightError) as exc:
+        phases.preflight(ctx)
+    msg = str(exc.value)
+    assert "target_write_percent" in msg and "write_units_per_second" in msg and "on-demand" in msg, msg
+    assert state.load(ctx.staging, layout.PREFLIGHT)["status"] == "NO-GO"
