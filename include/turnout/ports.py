@@ -163,6 +163,10 @@ class Source(Protocol):
         reported it for the last page this thread read, else estimated from the sizes); items otherwise. The
         export's read budget is counted in these."""
 
+    def sample(self, n: int) -> list[Any]:
+        """Up to ``n`` records read cheaply (one page; a few rows of each table or namespace), for the plan's
+        item sizes."""
+
     def capacity(self) -> Capacity:
         """The source's read and write capacity per second, as it reports it (for percentage budgets, the plan)."""
 

@@ -172,3 +172,48 @@ def test_a_percentage_of_an_unreported_capacity_is_refused_at_preflight(stack, t
     msg = str(exc.value)
     assert "target_write_percent" in msg and "write_units_per_second" in msg and "on-demand" in msg, msg
     assert state.load(ctx.staging, layout.PREFLIGHT)["status"] == "NO-GO"
+
+
+def test_the_dry_run_prints_the_capacity_and_cost_plan(stack, tmp_path, caplog):
+    table = uniq("plan")
+    src = workload.client(stack["source"]["endpoint"])
+    _table(src, table, rcu=400, wcu=100)
+    sizes = _fill(src, table, [3000] * 300)  # 3 KB: one RCU per strongly consistent read, 3 WCU per write
+    spec = _spec(table, tmp_path, "{source_read_percent: 10}")
+    spec = spec.model_copy(update={"plan": spec.plan.model_copy(update={
+        "source_writes_per_second": 50, "prices": {"dynamodb_on_demand_write_per_million": 1.0}})})
+    ctx = _ctx(spec, stack["source"]["endpoint"], stack["target"]["endpoint"])
+    with caplog.at_level(logging.INFO, logger="turnout.test"):
+        pre = phases.preflight(ctx, dry_run=True)
+    p = pre["plan"]
+    printed = "\n".join(r.getMessage() for r in caplog.records if "plan:" in r.getMessage())
+    print(printed)
+    # per item: 3 WCU by DynamoDB's rule; a scan reads half a unit per started 4 KB of the page
+    assert p["write_units_per_item"] == math.ceil(sizes[0] / 1024) == 3
+    page = min(200, len(sizes))
+    assert p["read_units_per_item"] == pytest.approx(math.ceil(sum(sizes[:page]) / 4096) * 0.5 / page, rel=0.01)
+    # the copy is bound by 10 % of 400 RCU: 40 RCU/s over the read units per item
+    assert p["copy"]["limited_by"] == "read budget"
+    rate = 40 / p["read_units_per_item"]
+    assert p["copy"]["items_per_second"] == pytest.approx(rate, rel=0.01)
+    assert p["copy"]["hours"] == pytest.approx(300 / rate / 3600, abs=0.01)
+    paths = {x["path"]: x for x in p["paths"]}
+    assert set(paths) == {"export: scan", "export: native (ExportTableToPointInTime)", "load: batch writes",
+                          "load: ImportTable from S3"}
+    # the overridden write price: 300 items x 3 WCU at $1 per million, plus same-cloud transfer of the table
+    gb = p["size_gb"]
+    assert paths["load: batch writes"]["usd"] == pytest.approx(300 * 3 / 1e6 * 1.0 + gb * 0.02, abs=0.01)
+    assert p["catch_up"]["verdict"].startswith("no write budget")
+    assert p["recommendation"].startswith("export: scan")
+    for words in ("plan: copy at", "plan: cost of export: scan", "plan: cost of load: ImportTable",
+                  "plan: recommendation:"):
+        assert words in printed, printed
+    assert not ctx.sink.exists()  # a dry run creates nothing
+
+
+def test_an_unknown_price_is_refused_at_spec_load(tmp_path):
+    from turnout.spec import SpecError
+
+    with pytest.raises((SpecError, ValueError)) as exc:
+        spec_for("t", tmp_path, extra="plan: {prices: {dynamodb_write_per_millon: 1}}\n")
+    assert "dynamodb_write_per_millon" in str(exc.value) and "dynamodb_on_demand_write_per_million" in str(exc.value)

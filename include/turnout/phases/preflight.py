@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .. import capacity, layout, state
+from .. import capacity, costplan, layout, state
 from ..errors import PreflightError
 from ..ports import PreflightInputs
 from ..runtime import Context
-from ._common import copy_estimate, cutover_done, target_name
+from ._common import ASSUMED_ITEMS_PER_TASK_SECOND, copy_estimate, cutover_done, target_name
 from .indexes import build_indexes
 from ..reverse import describe, why_not
 
@@ -32,6 +32,7 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
                              put_state=st.put_bytes, target_name=target_name(ctx), log=ctx.log)
     summary = ctx.route.source.preflight(inputs)
     _budgets(ctx, summary, dry_run)
+    _plan(ctx, summary)
     summary.update(spec_digest=spec.digest(), dry_run=dry_run, fallback=describe(spec))
     state.save(st, layout.PREFLIGHT_DRY_RUN if dry_run else layout.PREFLIGHT, summary)
     ctx.log.info("TURNOUT preflight %s: %s; fallback: %s", summary["status"], summary["verdict"], summary["fallback"])
@@ -57,3 +58,24 @@ def _budgets(ctx: Context, summary: dict, dry_run: bool) -> None:
             return
         problems = [p for p in (summary.get("verdict") if summary["status"] != "GO" else None, str(exc)) if p]
         summary.update(status="NO-GO", verdict="; ".join(problems))
+
+
+def _plan(ctx: Context, summary: dict) -> None:
+    """The capacity and cost plan (turnout.costplan), from a sampled page, recorded and printed."""
+    spec = ctx.spec
+    info = ctx.source.describe()
+    sample = ctx.source.sample(200)
+    try:
+        tf = ctx.transform
+        transform = tf.item
+    except Exception:  # noqa: BLE001 - no transform before the facts: the records' own sizes
+        transform = None
+    costs = costplan.sample_costs(sample, ctx.source.read_units, ctx.sink.write_units, transform)
+    p = costplan.plan(source_kind=spec.source.kind, target_kind=spec.target.kind, items=info.item_count,
+                      size_bytes=info.size_bytes, costs=costs, budgets=summary.get("budgets") or {},
+                      rate_limits=spec.rate_limits, assumed_task_rate=ASSUMED_ITEMS_PER_TASK_SECOND,
+                      native_export=ctx.route.source.native_export is not None, target_exists=ctx.sink.exists(),
+                      source_writes_per_second=spec.plan.source_writes_per_second, price_overrides=spec.plan.prices)
+    summary["plan"] = p
+    for line in costplan.lines(p):
+        ctx.log.info("TURNOUT %s", line)

@@ -19,7 +19,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import SpecError
 from .mapping import CASTS, Mapping, TableMapping, template_fields
-from .sections import Alerts, Apply, Capture, CatchUp, Cutover, Export, Fallback, Load, RateLimits, Repair, StagingSpec, Validation
+from .sections import (Alerts, Apply, Capture, CatchUp, Cutover, Export, Fallback, Load, Plan, RateLimits, Repair,
+                       StagingSpec, Validation)
 from .sides import _NAME, KINDS, Source, Strict, Target
 
 __all__ = ["MigrationSpec", "parse_spec", "load_spec", "template_fields", "Mapping", "TableMapping", "CASTS", "KINDS",
@@ -35,6 +36,7 @@ class MigrationSpec(Strict):
     export: Export = Export()
     load: Load = Load()
     rate_limits: RateLimits = RateLimits()
+    plan: Plan = Plan()
     capture: Capture = Capture()
     apply: Apply = Apply()
     catch_up: CatchUp = CatchUp()

@@ -67,6 +67,22 @@ class RateLimits(Strict):
         "within the write budget in units, back off when the target throttles and climb back when it stops (AIMD)"))
 
 
+class Plan(Strict):
+    """The capacity and cost plan every preflight (and a dry run) prints."""
+
+    source_writes_per_second: float = Field(default=0, ge=0, description=(
+        "the source's peak writes per second, to check that the apply's budget can catch up (0 = not known)"))
+    prices: dict[str, float] = Field(default_factory=dict, description=(
+        "overrides of include/turnout/data/pricing.json (USD), e.g. {dynamodb_on_demand_write_per_million: 0.7}"))
+
+    @model_validator(mode="after")
+    def _known(self):
+        from ..costplan import prices
+
+        prices(self.prices)  # an unknown price name is refused at spec load, naming the known ones
+        return self
+
+
 class Capture(Strict):
     poll_interval_seconds: float = Field(default=1.0, gt=0)
     max_records_per_file: int = Field(default=1000, gt=0)

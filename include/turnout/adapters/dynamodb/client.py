@@ -148,7 +148,7 @@ class DynamoDBTable:
         if consistent:
             kw["ConsistentRead"] = True
         resp = call_with_backoff(self.client.scan, what=f"Scan {self.table} segment {segment}/{total}", **kw)
-        self._read.units = (resp.get("ConsumedCapacity") or {}).get("CapacityUnits")
+        self._read.units = (len(resp.get("Items", [])), (resp.get("ConsumedCapacity") or {}).get("CapacityUnits"))
         return resp.get("Items", []), resp.get("LastEvaluatedKey")
 
     def scan(self, segment: int = 0, total: int = 1, page: int = 1000, consistent: bool = False) -> Iterator[Item]:

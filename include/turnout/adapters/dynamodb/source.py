@@ -30,11 +30,14 @@ class DynamoDBSource(DynamoDBTable):
     def read_units(self, records: list[Item]) -> float:
         """RCU of the page this thread read last, as the server reported it (ReturnConsumedCapacity); else
         DynamoDB's rule for an eventually consistent Scan: half a unit per started 4 KB of the page."""
-        reported = getattr(self._read, "units", None)
+        n, reported = getattr(self._read, "units", None) or (0, None)
         self._read.units = None
-        if reported is not None:
+        if reported is not None and n == len(records):
             return float(reported)
         return max(0.5, math.ceil(sum(item_size(r) for r in records) / 4096) * 0.5)
+
+    def sample(self, n: int) -> list[Item]:
+        return self.scan_page(0, 1, None, n)[0]
 
     def plan_units(self) -> list[dict]:
         """Parallel-scan segments: the spec's number, or one per target_segment_bytes of the table (auto)."""

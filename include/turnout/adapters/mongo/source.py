@@ -322,6 +322,10 @@ class MongoSource(_Mongo):
 
     # ------------------------------------------------------------------ validation reads
 
+    def sample(self, n: int) -> list[Record]:
+        nss = self.namespaces()
+        return [{"ns": ns, "doc": d} for ns in nss for d in self.coll(ns).find({}).limit(max(1, n // max(1, len(nss))))]
+
     def scan(self, segment: int = 0, total: int = 1) -> Iterator[Record]:
         """Every document of every namespace (namespaces are spread over the segments)."""
         for i, ns in enumerate(self.namespaces()):

@@ -304,6 +304,14 @@ class MySQLSource:
 
     # ------------------------------------------------------------------ validation reads
 
+    def sample(self, n: int) -> list[Item]:
+        out: list[Item] = []
+        for t in self.tables:
+            schema = self.schema(t)
+            rows = self.query(f"SELECT {self._select_list(schema)} FROM {_q(t)} LIMIT {max(1, n // len(self.tables))}")
+            out += [self._item(schema, row) for row in rows]
+        return out
+
     def scan(self, segment: int = 0, total: int = 1) -> Iterator[Item]:
         """Every row of every migrated table whose primary-key hash falls in the segment (one pass each)."""
         conn = self.config.connect(streaming=True)
