@@ -97,12 +97,16 @@ def build_report(st, spec, stage: str, *, approval: dict | None = None, now: flo
         "target": {"kind": spec.target.kind, **{k: v for k, v in spec.target.model_dump(mode="json").items()
                                                  if k in ("table", "database", "container", "conn_id")}},
         "preflight": {k: pre.get(k) for k in ("status", "verdict", "item_count_estimate", "estimated_copy_hours")},
+        "capacity": {"budgets": pre.get("budgets"), "reported": pre.get("capacity"),
+                     "plan": {k: (pre.get("plan") or {}).get(k) for k in ("copy", "catch_up", "paths",
+                                                                          "recommendation")}},
         "positions": positions,
         "counts": {
             "export": {k: export[k] for k in ("segments", "segments_done", "items", "chunks", "bytes")}
             | {"started_at": _iso(export["started_at"]), "finished_at": _iso(export["finished_at"])},
             "load": {k: load[k] for k in ("units", "units_done", "chunks", "chunks_done", "items", "written",
-                                          "rejected", "workers")}
+                                          "rejected", "workers", "write_units", "write_units_per_second",
+                                          "throttled")}
             | {"started_at": _iso(load["started_at"]), "finished_at": _iso(load["finished_at"])},
         },
         "changes": changes,

@@ -133,6 +133,9 @@ def load_progress(st, export: dict | None = None) -> dict:
         "rejected": sum(u.get("rejected", 0) for u in units),
         "started_at": start, "finished_at": end if lp and done_units == unit_count else None,
         "items_per_second": _rate(written, start, end),
+        "write_units": sum(u.get("write_units") or 0 for u in units),
+        "write_units_per_second": _rate(sum(u.get("write_units") or 0 for u in units), start, end),
+        "throttled": sum(u.get("throttled") or 0 for u in units),
         "workers": sorted({u["host"] for u in units if u.get("host")}),
     }
 
@@ -190,7 +193,8 @@ def migration_status(st, now: float | None = None, history_points: int = 300,
     out = {
         "phase": _phase(st, preflight, positions, export, load, cutover, control),
         "preflight": {k: preflight.get(k) for k in ("status", "verdict", "item_count_estimate",
-                                                    "estimated_copy_hours", "fallback")} if preflight else None,
+                                                    "estimated_copy_hours", "fallback", "budgets")}
+        if preflight else None,
         "fallback": {k: fallback.get(k) for k in ("window_ends_at", "decision", "decided_by", "decided_at",
                                                   "changes_sent_back")} if fallback else None,
         "position": {k: positions.get(k) for k in ("kind", "recorded_at")} if positions else None,

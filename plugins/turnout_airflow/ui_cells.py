@@ -89,6 +89,14 @@ def progress_cell(st: dict, approval: dict | None, now: float) -> str:
     for rule, a in sorted((st.get("alerts") or {}).items()):
         out.append(f'<div class="bad alert" data-alert="{e(rule)}" title="since {e(str(a.get("since")))}">ALERT {e(rule)}: '
                    f'{e(str(a.get("message")))}</div>')
+    load = st.get("load") or {}
+    budget = ((st.get("preflight") or {}).get("budgets") or {}).get("write_units_per_second")
+    if load.get("write_units") or budget:  # the load in the target's own units: achieved, budget, throttles
+        ups = load.get("write_units_per_second")
+        out.append(f'<div class="capacity" data-units-per-second="{e(str(ups))}" data-budget="{e(str(budget))}" '
+                   f'data-throttled="{e(str(load.get("throttled") or 0))}"><small>load {_n(ups)} units/s'
+                   f'{f" of {_n(budget)} budget" if budget else ""} · {_n(load.get("throttled") or 0)} throttled'
+                   '</small></div>')
     rep = st.get("repair")
     if rep:
         out.append(f'<div class="repair"><small>{e(str(rep.get("kind")))}: {e(str(rep.get("status")))}, '

@@ -158,6 +158,19 @@ def test_target_write_percent_holds_the_load_to_its_share_of_provisioned_writes(
     assert written == 900 and s["wcu"] == 900.0
     assert s["wcu"] <= wcu / 2 * elapsed + wcu / 2 + 2 * 25, (s, elapsed)
     assert s["throttled"] == 0
+    # the achieved units, the budget and the throttles reach the status (the view) and the report
+    from turnout.report import build_report
+    from turnout.status import migration_status
+    from turnout_airflow.ui_cells import progress_cell
+
+    st = migration_status(ctx.staging)
+    assert st["load"]["write_units"] == 900 and st["load"]["throttled"] == 0
+    assert st["preflight"]["budgets"]["write_units_per_second"] == wcu / 2
+    cell = progress_cell(st, None, time.time())
+    assert f'data-budget="{wcu / 2}"' in cell and "units/s of 120.0 budget" in cell, cell
+    rep = build_report(ctx.staging, spec, "test")
+    assert rep["counts"]["load"]["write_units"] == 900 and rep["capacity"]["budgets"]["write_units_per_second"] == 120
+    assert rep["capacity"]["plan"]["recommendation"]
 
 
 def test_a_percentage_of_an_unreported_capacity_is_refused_at_preflight(stack, tmp_path):
@@ -217,3 +230,34 @@ def test_an_unknown_price_is_refused_at_spec_load(tmp_path):
     with pytest.raises((SpecError, ValueError)) as exc:
         spec_for("t", tmp_path, extra="plan: {prices: {dynamodb_write_per_millon: 1}}\n")
     assert "dynamodb_write_per_millon" in str(exc.value) and "dynamodb_on_demand_write_per_million" in str(exc.value)
+
+
+def test_writes_are_spread_over_every_listed_node_endpoint(stack, proxy, tmp_path):
+    """target.endpoints (several Alternator nodes): BatchWriteItem round robin over them. Both endpoints here lead
+    to the same DynamoDB Local, one through the proxy, which counts the requests it saw."""
+    table = uniq("nodes")
+    src = workload.client(stack["source"]["endpoint"])
+    _table(src, table)
+    _fill(src, table, [200] * 1000)
+    spec = _spec(table, tmp_path, "{parallel_tasks: 1}", segments=1, tasks=1)
+    spec = spec.model_copy(update={"target": spec.target.model_copy(update={
+        "endpoints": [stack["target"]["endpoint"], proxy]})})
+    ctx = _ctx(spec, stack["source"]["endpoint"], stack["target"]["endpoint"])
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    for seg in phases.plan_export(ctx):
+        phases.export_segment(ctx, seg)
+    _proxy(stack, "/_proxy/reset", {})
+    written = sum(phases.load_chunk(ctx, u)["written"] for u in phases.plan_load(ctx))
+    s = _proxy(stack, "/_proxy/stats")["totals"]
+    assert written == 1000 and s["wcu"] == pytest.approx(500, abs=25)  # half of the 40 batches of 25 one-WCU items
+    assert workload.client(stack["target"]["endpoint"]).scan(TableName=f"{table}_copy", Select="COUNT")["Count"] == 1000
+
+
+def test_batches_over_25_items_are_refused_against_aws(tmp_path):
+    spec = spec_for("t", tmp_path, extra="")
+    spec = spec.model_copy(update={"target": spec.target.model_copy(update={"batch_items": 100})})
+    ctx = make_context(spec, DynamoDBConfig(), DynamoDBConfig(region_name="eu-west-1"),
+                       log=logging.getLogger("turnout.test"))
+    with pytest.raises(PreflightError, match="batch_items: 100.*at most 25"):
+        ctx.sink

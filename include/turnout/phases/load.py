@@ -97,6 +97,9 @@ class _UnitProgress:
             for k in ("items", "written", "rejected"):
                 self.unit[k] += marker.get(k, 0)
         self.unit.update(updated_at=self.ctx.clock(), **self.ctx.whoami())
+        with self.lock:  # in the target's units: what this try wrote, the throttles it met, its share of the budget
+            self.unit.update(write_units=self.units, throttled=throttled_total() - self.throttled0,
+                             unit_budget=self.limit.budget if self.limit is not None else None)
         if final:
             self.unit["finished_at"] = self.unit["updated_at"]
         if write:

@@ -97,6 +97,14 @@ class DynamoDBTarget(Strict):
     max_item_bytes: int = Field(default=400 * 1024, gt=0, description="the target's item size limit")
     key: Optional[TargetKey] = Field(default=None, description="key attributes of a redesigned key (mysql source)")
     gsis: list[GSI] = Field(default_factory=list, description="global secondary indexes to create (redesigned key)")
+    endpoints: list[str] = Field(default_factory=list, description=(
+        "several DynamoDB-API node endpoints (e.g. every ScyllaDB Alternator node): writes are spread over them "
+        "round robin (client-side load balancing); empty = the connection's endpoint"))
+    batch_items: int = Field(default=25, ge=1, le=100, description=(
+        "items per BatchWriteItem: DynamoDB takes 25; ScyllaDB Alternator takes up to 100 (refused at preflight "
+        "against AWS)"))
+    warm_throughput: Optional[dict[Literal["read_units_per_second", "write_units_per_second"], int]] = Field(
+        default=None, description="a table the migration creates (on-demand) is created pre-warmed to these")
 
 
 class CosmosTarget(Strict):

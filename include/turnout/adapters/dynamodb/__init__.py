@@ -32,8 +32,19 @@ def _open_source(ctx: Any) -> DynamoDBSource:
 
 
 def _open_sink(ctx: Any) -> DynamoDBSink:
+    import dataclasses
+
+    from ...errors import PreflightError
+
     t = ctx.spec.target
-    return DynamoDBSink(ctx.target_config, t.table, max_item_bytes=t.max_item_bytes, billing_mode=t.billing_mode)
+    cfg = ctx.target_config
+    if t.endpoints:  # several nodes of one cluster: reads go to the first, writes round robin
+        cfg = dataclasses.replace(cfg, endpoint_url=t.endpoints[0], endpoint_urls=tuple(t.endpoints))
+    if t.batch_items > 25 and (not cfg.endpoint_url or "amazonaws.com" in cfg.endpoint_url):
+        raise PreflightError(f"target.batch_items: {t.batch_items}: DynamoDB on AWS takes at most 25 items per "
+                             "BatchWriteItem (only ScyllaDB Alternator takes up to 100); set batch_items: 25")
+    return DynamoDBSink(cfg, t.table, max_item_bytes=t.max_item_bytes, billing_mode=t.billing_mode,
+                        batch_items=t.batch_items, warm_throughput=t.warm_throughput)
 
 
 def _chunks() -> Any:

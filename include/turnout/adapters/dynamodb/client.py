@@ -45,6 +45,13 @@ class DynamoDBConfig:
     aws_secret_access_key: Optional[str] = None
     aws_session_token: Optional[str] = None
     max_pool_connections: int = 32
+    endpoint_urls: tuple[str, ...] = ()  # several nodes of one DynamoDB-API cluster: writes go round robin
+
+    def nodes(self) -> list["DynamoDBConfig"]:
+        """One config per node endpoint (just this one without ``endpoint_urls``)."""
+        import dataclasses
+
+        return [dataclasses.replace(self, endpoint_url=u, endpoint_urls=()) for u in self.endpoint_urls] or [self]
 
     def client(self, service: str = "dynamodb", attempts: int = 3):
         """``attempts``: botocore's own tries per call (1: every throttle and error reaches the caller, which

@@ -18,10 +18,14 @@ from .client import THROTTLE_CODES, DynamoDBConfig, DynamoDBTable, _code
 
 class DynamoDBSink(DynamoDBTable):
     def __init__(self, config: DynamoDBConfig, table: str, max_item_bytes: int = 400 * 1024,
-                 billing_mode: str = "PAY_PER_REQUEST"):
+                 billing_mode: str = "PAY_PER_REQUEST", batch_items: int = 25,
+                 warm_throughput: Optional[dict] = None):
         super().__init__(config, table)
-        self.capabilities = Capabilities(max_batch_items=25, max_item_bytes=max_item_bytes, paces_writes=True)
-        self.billing_mode = billing_mode
+        self.capabilities = Capabilities(max_batch_items=batch_items, max_item_bytes=max_item_bytes,
+                                         paces_writes=True)
+        self.billing_mode, self.warm_throughput = billing_mode, warm_throughput
+        self._writers: dict[int, list] = {}
+        self._turn = 0
         self.pace: Optional[Callable[[float], Any]] = None  # before every BatchWriteItem, retries included
 
     def ensure_target(self, info: SourceInfo, key_attributes: list[str], rename: Mapping[str, str] | None = None,
@@ -64,6 +68,9 @@ class DynamoDBSink(DynamoDBTable):
         if lsis:
             kw["LocalSecondaryIndexes"] = lsis
         kw["BillingMode"] = self.billing_mode
+        if self.warm_throughput:
+            kw["WarmThroughput"] = {"ReadUnitsPerSecond" if k.startswith("read") else "WriteUnitsPerSecond": int(v)
+                                    for k, v in self.warm_throughput.items()}
         if self.billing_mode == "PROVISIONED":
             kw["ProvisionedThroughput"] = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
         self.client.create_table(**kw)
@@ -128,14 +135,17 @@ class DynamoDBSink(DynamoDBTable):
         return True
 
     def _writer(self):
-        """The client for BatchWriteItem: a paced writer's makes one try per call (botocore's hidden retries of a
-        throttle would bypass the budget), the others share the table's client."""
-        if self.pace is None:
-            return self.client
+        """The client for the next BatchWriteItem, round robin over the nodes (``endpoint_urls``: client-side load
+        balancing, as for ScyllaDB Alternator). A paced writer's clients make one try per call (botocore's hidden
+        retries of a throttle would bypass the budget)."""
+        attempts = 1 if self.pace is not None else 3
         with self._lock:
-            if getattr(self, "_paced_client", None) is None:
-                self._paced_client = self.config.client("dynamodb", attempts=1)
-            return self._paced_client
+            clients = self._writers.get(attempts)
+            if clients is None:
+                clients = self._writers[attempts] = [n.client("dynamodb", attempts=attempts)
+                                                     for n in self.config.nodes()]
+            self._turn += 1
+            return clients[self._turn % len(clients)]
 
     def _units(self, requests: list[dict]) -> float:
         return sum(self.write_units([r["PutRequest"]["Item"]]) if "PutRequest" in r else 1.0 for r in requests)
