@@ -79,6 +79,18 @@ def load_done(chunk: str) -> str:
     return LOAD_DONE + chunk.removeprefix(EXPORT).replace("/", "-").removesuffix(".jsonl.gz") + ".json"
 
 
+BUDGET = "budget/"
+
+
+def budget_prefix(kind: str) -> str:
+    return f"{BUDGET}{kind}/"
+
+
+def budget_holder(kind: str, holder: str) -> str:
+    """A task holding a share of the ``kind`` budget (see :mod:`turnout.shares`)."""
+    return f"{BUDGET}{kind}/{holder}.json"
+
+
 def load_unit(group: int) -> str:
     return f"{LOAD_UNITS}unit-{group:05d}.json"
 

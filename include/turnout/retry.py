@@ -100,3 +100,12 @@ class AdaptiveBucket(TokenBucket):
     def take(self, n: float) -> float:
         self.adapt()
         return super().take(n)
+
+    def set_budget(self, budget: float) -> None:
+        """A new budget (this task's share changed): the adaptive rate keeps its place relative to it."""
+        with self.lock:
+            if self.budget > 0 and budget > 0:
+                self.rate = self.rate * budget / self.budget
+                self.capacity = max(self.rate, 1.0)
+                self.tokens = min(self.tokens, self.capacity)
+                self.budget = float(budget)

@@ -87,8 +87,8 @@ def test_the_write_budget_in_units_holds_across_two_load_tasks(stack, tmp_path):
     print(f"admitted {s['totals']['wcu']} WCU in {elapsed:.1f} s = {s['totals']['wcu'] / elapsed:.0f}/s; budget "
           f"{budget}/s; bound {bound:.0f}")
     assert s["totals"]["wcu"] <= bound
-    per_second = [v["wcu"] for v in s["per_second"].values()]
-    assert max(per_second) <= 2 * budget + 2 * 25, per_second
+    per_second = sorted(v["wcu"] for v in s["per_second"].values())
+    assert per_second[len(per_second) // 2] <= budget + 2 * 25, per_second  # a typical second: within the budget
 
 
 def _lowered_run(stack, tmp_path, adaptive: bool) -> dict:

@@ -120,9 +120,14 @@ def test_source_read_percent_holds_the_export_to_its_share_of_provisioned_reads(
     _proxy(stack, "/_proxy/config", {"rcu": rcu})  # the table's real limit: the export must never reach it
     _proxy(stack, "/_proxy/reset", {})
     t0 = time.time()
-    items = sum(phases.export_segment(_ctx(spec, proxy, stack["target"]["endpoint"]), s)["items"]
-                for s in phases.plan_export(ctx))
+    # one segment after the other, as when only one export task runs: a task takes the whole budget once it has
+    # seen (in staging, after its first look) that it is alone, not its static half
+    outs = [phases.export_segment(_ctx(spec, proxy, stack["target"]["endpoint"]), s) for s in phases.plan_export(ctx)]
     elapsed = time.time() - t0
+    items = sum(o["items"] for o in outs)
+    shares = [o["read_units_per_second"] for o in outs]
+    assert set(shares) <= {budget / 2, budget} and budget in shares, outs  # a task shorter than a look keeps half
+    assert not ctx.staging.list(layout.budget_prefix("read"))  # each left its share when it finished
     s = _proxy(stack, "/_proxy/stats")["totals"]
     assert items == len(sizes)
     full = math.ceil(sum(sizes) / 4096) * 0.5

@@ -7,6 +7,7 @@ named by its epoch and its checkpoint moves only while it owns it, so a zombie's
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -14,6 +15,7 @@ from .. import layout, state
 from ..errors import TurnoutError
 from ..retry import TokenBucket
 from ..runtime import Context
+from ..shares import BudgetShare
 from ._common import PROGRESS_SECONDS, owned, unit_budgets
 from .native_export import export_native_file
 
@@ -66,9 +68,11 @@ class _ReadBudget:
     page size that keeps one page within a second's share, so the export never takes a burst of the source's
     capacity from the application. No budget: the spec's page, unchanged."""
 
-    def __init__(self, ctx: Context, share: float):
-        self.ctx, self.share, self.base = ctx, share, 0
-        self.bucket = TokenBucket(share)
+    def __init__(self, ctx: Context, budget: float, segment: int):
+        slots = ctx.spec.rate_limits.parallel_tasks
+        self.shared = BudgetShare(ctx.staging, "read", f"seg-{segment:05d}-{uuid.uuid4().hex[:8]}", budget, slots)
+        self.ctx, self.share, self.base = ctx, self.shared.share, 0
+        self.bucket = TokenBucket(self.share)
 
     def first_page(self, page: int) -> int:
         self.base = page
@@ -78,6 +82,10 @@ class _ReadBudget:
         """Take the page's units from the budget (waiting as needed); the page size for the next read."""
         if not self.share:
             return page
+        new = self.shared.look()  # every few seconds: the share of the tasks reading now
+        if new is not None:
+            self.share = self.bucket.rate = new
+            self.bucket.capacity = max(new, 1.0)
         units = self.ctx.source.read_units(items)
         self.bucket.take(units)
         if not items or units <= 0:
@@ -108,7 +116,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
     rl = ctx.spec.rate_limits
     rate = rl.read_items_per_second / rl.parallel_tasks
     bucket = TokenBucket(rate)
-    reads = _ReadBudget(ctx, unit_budgets(ctx)["read"] / rl.parallel_tasks)
+    reads = _ReadBudget(ctx, unit_budgets(ctx)["read"], segment)
     chunk_items = ctx.spec.export.chunk_items
     page = max(1, min(1000, chunk_items, int(rate) or 1000))
     buf: list[Any] = []
@@ -155,5 +163,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
     ck["done"], ck["resume"] = True, None
     ck["finished_at"] = ck["updated_at"] = ctx.clock()
     own.save(ck, release=True)
+    reads.shared.leave()
     progress.done(ck["items"], len(ck["chunks"]))
-    return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"])}
+    return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"]),
+            **({"read_units_per_second": round(reads.share, 1)} if reads.share else {})}

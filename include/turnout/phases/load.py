@@ -9,6 +9,7 @@ unfinished unit, so a zombie's last batch lands before the first change does).""
 from __future__ import annotations
 
 import threading
+import uuid
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
@@ -19,6 +20,7 @@ from ..fencing import Owned
 from ..ports import WriteResult
 from ..retry import AdaptiveBucket, TokenBucket, throttled_total
 from ..runtime import Context
+from ..shares import BudgetShare
 from ._common import PROGRESS_SECONDS, dead_letter, owned, unit_budgets
 from .export import read_chunk
 
@@ -54,6 +56,7 @@ class _UnitProgress:
         self.totals = {"chunks": 0, "skipped": 0, "items": 0, "written": 0, "rejected": 0}
         self.lock, self.written, self.units = threading.Lock(), 0, 0.0
         self.limit: Optional[AdaptiveBucket] = None  # the write-unit budget's bucket, when one is set
+        self.share: Optional[BudgetShare] = None  # this task's share of that budget, looked up in staging
         self.throttled0 = throttled_total()
         self.t0 = time.monotonic()
         self._stop = threading.Event()
@@ -66,6 +69,15 @@ class _UnitProgress:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._ticker.join()
+        if self.share is not None:
+            self.share.leave()
+
+    def rebudget(self) -> None:
+        """Every few seconds: this task's share of the budget as the tasks alive now divide it."""
+        if self.share is not None and self.limit is not None:
+            new = self.share.look()
+            if new is not None:
+                self.limit.set_budget(new)
 
     def _tick(self) -> None:
         while not self._stop.wait(PROGRESS_SECONDS):
@@ -135,6 +147,7 @@ def _load_one(ctx: Context, chunk: str, pool: ThreadPoolExecutor, bucket: TokenB
 
     def write(batch: list[Any]) -> WriteResult:
         bucket.take(len(batch))
+        p.rebudget()
         units = ctx.sink.write_units(batch) if p.limit is not None else 0.0
         if p.limit is not None and not paced:
             p.limit.take(units)
@@ -181,8 +194,10 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
     try:
         with _UnitProgress(ctx, group, chunks, own) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
             budget = unit_budgets(ctx)["write"]
-            if budget:  # the target's own units, shared by the load tasks running at once
-                share = budget / rl.parallel_tasks
+            if budget:  # the target's own units, shared by the load tasks running at once (through staging)
+                p.share = BudgetShare(st, "write", f"unit-{group:05d}-{uuid.uuid4().hex[:8]}", budget,
+                                      rl.parallel_tasks)
+                share = p.share.share
                 p.limit = AdaptiveBucket(share) if rl.adaptive else AdaptiveBucket(share, decrease=1.0, increase=0.0)
                 if ctx.sink.capabilities.paces_writes:
                     ctx.sink.pace = p.limit.take  # type: ignore[attr-defined]

@@ -32,7 +32,12 @@ def preflight(ctx: Context, *, dry_run: bool = False) -> dict:
                              put_state=st.put_bytes, target_name=target_name(ctx), log=ctx.log)
     summary = ctx.route.source.preflight(inputs)
     _budgets(ctx, summary, dry_run)
-    _plan(ctx, summary)
+    if summary["status"] == "GO":  # a NO-GO is about what is wrong, not about what a copy would cost
+        try:
+            _plan(ctx, summary)
+        except Exception as exc:  # noqa: BLE001 - the plan is advice: never the reason a migration cannot start
+            summary["plan"] = {"error": f"{type(exc).__name__}: {exc}"}
+            ctx.log.warning("TURNOUT plan: not made: %s: %s", type(exc).__name__, exc)
     summary.update(spec_digest=spec.digest(), dry_run=dry_run, fallback=describe(spec))
     state.save(st, layout.PREFLIGHT_DRY_RUN if dry_run else layout.PREFLIGHT, summary)
     ctx.log.info("TURNOUT preflight %s: %s; fallback: %s", summary["status"], summary["verdict"], summary["fallback"])

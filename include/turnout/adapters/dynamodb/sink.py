@@ -139,6 +139,8 @@ class DynamoDBSink(DynamoDBTable):
         balancing, as for ScyllaDB Alternator). A paced writer's clients make one try per call (botocore's hidden
         retries of a throttle would bypass the budget)."""
         attempts = 1 if self.pace is not None else 3
+        if attempts == 3 and not self.config.endpoint_urls:
+            return self.client  # one node: the table's own client
         with self._lock:
             clients = self._writers.get(attempts)
             if clients is None:
