@@ -266,3 +266,21 @@ def test_batches_over_25_items_are_refused_against_aws(tmp_path):
                        log=logging.getLogger("turnout.test"))
     with pytest.raises(PreflightError, match="batch_items: 100.*at most 25"):
         ctx.sink
+
+
+def test_target_write_percent_of_a_cosmos_container_reads_its_offer(stack, tmp_path):
+    """The container Turnout creates with ``throughput: 1000`` RU/s: 50 % of its offer, read back from the server
+    (the offers API), is the write budget, in RU as each response reports them."""
+    from test_engine_cosmos import cosmos_spec, ctx_for
+
+    table = uniq("cosoffer")
+    src = workload.client(stack["source"]["endpoint"])
+    _table(src, table)
+    _fill(src, table, [100] * 5)
+    spec = cosmos_spec(table, tmp_path / "staging", extra_target="  throughput: 1000\n")
+    spec = spec.model_copy(update={"rate_limits": spec.rate_limits.model_copy(update={"target_write_percent": 50})})
+    ctx = ctx_for(stack, spec)
+    pre = phases.preflight(ctx)
+    assert pre["capacity"]["target"] == {"read_units_per_second": 1000.0, "write_units_per_second": 1000.0,
+                                         "unit": "RU", "basis": "offer"}, pre["capacity"]
+    assert pre["budgets"]["write_units_per_second"] == 500.0 and "50 % of 1000 RU offer" in pre["budgets"]["write_from"]
