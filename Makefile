@@ -6,7 +6,7 @@ ITEMS ?= 100000
 DEMO_ARGS ?=
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)/scripts
 
-.PHONY: deps demo lint test test-unit stack-up stack-down stop bench bench-mysql bench-mongo bench-status clean
+.PHONY: deps demo lint test test-unit stack-up stack-down stop bench bench-mysql bench-mongo bench-status bench-capacity clean
 
 deps:
 	@scripts/install_deps.sh
@@ -45,6 +45,9 @@ bench-mongo: deps
 
 bench-status: deps
 	$(PY) bench/bench_status.py $(BENCH_ARGS)
+
+bench-capacity: deps
+	$(PY) bench/bench_capacity.py $(BENCH_ARGS)
 
 clean: stop
 	rm -rf .demo test-artifacts

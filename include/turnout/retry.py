@@ -68,8 +68,12 @@ class AdaptiveBucket(TokenBucket):
     ``budget`` 0 = no limit (nothing to adapt)."""
 
     def __init__(self, budget: float, *, decrease: float = 0.7, increase: float = 0.05, floor: float = 0.02,
-                 cool_seconds: float = 0.5, clock=time.monotonic, sleep=time.sleep, throttles=None):
+                 cool_seconds: float = 0.5, clock=time.monotonic, sleep=time.sleep, throttles=None,
+                 burst: float = 0.1):
         super().__init__(budget, clock=clock, sleep=sleep)
+        # a task starts with a tenth of a second saved, not a whole one: tasks starting while others run at the
+        # budget would each add a second's burst on top of it (the server keeps only about a second itself)
+        self.tokens = min(self.tokens, max(1.0, budget * burst))
         self.budget = float(budget)
         self.decrease, self.increase, self.floor, self.cool = decrease, increase, floor, cool_seconds
         self.throttles = throttles or throttled_total
