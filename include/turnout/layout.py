@@ -86,6 +86,15 @@ def budget_prefix(kind: str) -> str:
     return f"{BUDGET}{kind}/"
 
 
+def budget_done_prefix(kind: str) -> str:
+    return f"{BUDGET}{kind}/done/"
+
+
+def budget_done(kind: str, unit: str) -> str:
+    """A unit whose task finished: it no longer needs a share (see :mod:`turnout.shares`)."""
+    return f"{BUDGET}{kind}/done/{unit}.json"
+
+
 def budget_holder(kind: str, holder: str) -> str:
     """A task holding a share of the ``kind`` budget (see :mod:`turnout.shares`)."""
     return f"{BUDGET}{kind}/{holder}.json"

@@ -69,11 +69,12 @@ class AdaptiveBucket(TokenBucket):
 
     def __init__(self, budget: float, *, decrease: float = 0.7, increase: float = 0.05, floor: float = 0.02,
                  cool_seconds: float = 0.5, clock=time.monotonic, sleep=time.sleep, throttles=None,
-                 burst: float = 0.1):
+                 burst: float = 0.25):
         super().__init__(budget, clock=clock, sleep=sleep)
-        # a task starts with a tenth of a second saved, not a whole one: tasks starting while others run at the
-        # budget would each add a second's burst on top of it (the server keeps only about a second itself)
-        self.tokens = min(self.tokens, max(1.0, budget * burst))
+        # at most a quarter of a second saved, not a whole one: the server keeps about a second's worth itself, so
+        # what arrives bunched (a pause to decode the next chunk, a stalled network) stays within it
+        self.burst = burst
+        self.capacity = self.tokens = max(1.0, self.rate * burst)
         self.budget = float(budget)
         self.decrease, self.increase, self.floor, self.cool = decrease, increase, floor, cool_seconds
         self.throttles = throttles or throttled_total
@@ -91,14 +92,14 @@ class AdaptiveBucket(TokenBucket):
                 self.seen = seen
                 if now - self.cut_at >= self.cool:
                     self.rate = max(self.budget * self.floor, self.rate * self.decrease)
-                    self.capacity = max(self.rate, 1.0)
+                    self.capacity = max(self.rate * self.burst, 1.0)
                     self.tokens = min(self.tokens, self.capacity)
                     self.cut_at = self.grew_at = now
                     self.cuts += 1
             elif now - self.grew_at >= 1.0:
                 steps = int(now - self.grew_at)
                 self.rate = min(self.budget, self.rate + steps * self.increase * self.budget)
-                self.capacity = max(self.rate, 1.0)
+                self.capacity = max(self.rate * self.burst, 1.0)
                 self.grew_at += steps
 
     def take(self, n: float) -> float:
@@ -110,6 +111,6 @@ class AdaptiveBucket(TokenBucket):
         with self.lock:
             if self.budget > 0 and budget > 0:
                 self.rate = self.rate * budget / self.budget
-                self.capacity = max(self.rate, 1.0)
+                self.capacity = max(self.rate * self.burst, 1.0)
                 self.tokens = min(self.tokens, self.capacity)
                 self.budget = float(budget)

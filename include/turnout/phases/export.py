@@ -68,9 +68,10 @@ class _ReadBudget:
     page size that keeps one page within a second's share, so the export never takes a burst of the source's
     capacity from the application. No budget: the spec's page, unchanged."""
 
-    def __init__(self, ctx: Context, budget: float, segment: int):
+    def __init__(self, ctx: Context, budget: float, segment: int, segments: int):
         slots = ctx.spec.rate_limits.parallel_tasks
-        self.shared = BudgetShare(ctx.staging, "read", f"seg-{segment:05d}-{uuid.uuid4().hex[:8]}", budget, slots)
+        self.shared = BudgetShare(ctx.staging, "read", f"seg-{segment:05d}-{uuid.uuid4().hex[:8]}", budget, slots,
+                                  unit=f"seg-{segment:05d}", units=segments)
         self.ctx, self.share, self.base = ctx, self.shared.share, 0
         self.bucket = TokenBucket(self.share)
 
@@ -116,7 +117,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
     rl = ctx.spec.rate_limits
     rate = rl.read_items_per_second / rl.parallel_tasks
     bucket = TokenBucket(rate)
-    reads = _ReadBudget(ctx, unit_budgets(ctx)["read"], segment)
+    reads = _ReadBudget(ctx, unit_budgets(ctx)["read"], segment, total)
     chunk_items = ctx.spec.export.chunk_items
     page = max(1, min(1000, chunk_items, int(rate) or 1000))
     buf: list[Any] = []
@@ -163,7 +164,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
     ck["done"], ck["resume"] = True, None
     ck["finished_at"] = ck["updated_at"] = ctx.clock()
     own.save(ck, release=True)
-    reads.shared.leave()
+    reads.shared.leave(finished=True)
     progress.done(ck["items"], len(ck["chunks"]))
     return {"segment": segment, "items": ck["items"], "chunks": len(ck["chunks"]),
             **({"read_units_per_second": round(reads.share, 1)} if reads.share else {})}

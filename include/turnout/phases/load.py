@@ -70,7 +70,7 @@ class _UnitProgress:
         self._stop.set()
         self._ticker.join()
         if self.share is not None:
-            self.share.leave()
+            self.share.leave(finished=exc[0] is None)
 
     def rebudget(self) -> None:
         """Every few seconds: this task's share of the budget as the tasks alive now divide it."""
@@ -137,10 +137,11 @@ def _transform_chunk(ctx: Context, chunk: str) -> tuple[list[Any], list[tuple[An
     return items, bad
 
 
-def _load_one(ctx: Context, chunk: str, pool: ThreadPoolExecutor, bucket: TokenBucket, p: _UnitProgress) -> dict:
-    """Write one chunk's items in batches; dead-letter what was refused; return its done marker."""
+def _load_one(ctx: Context, chunk: str, pool: ThreadPoolExecutor, bucket: TokenBucket, p: _UnitProgress,
+              prepared: tuple[list[Any], list[tuple[Any, str]]]) -> dict:
+    """Write one chunk's (transformed) items in batches; dead-letter what was refused; return its done marker."""
     st = ctx.staging
-    items, bad = _transform_chunk(ctx, chunk)
+    items, bad = prepared
     batch_n = ctx.sink.capabilities.max_batch_items
 
     paced = p.limit is not None and ctx.sink.capabilities.paces_writes  # the sink takes the units, retries too
@@ -192,17 +193,19 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
     rl = ctx.spec.rate_limits
     bucket = TokenBucket(rl.write_items_per_second / rl.parallel_tasks)
     try:
-        with _UnitProgress(ctx, group, chunks, own) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool:
+        with _UnitProgress(ctx, group, chunks, own) as p, ThreadPoolExecutor(ctx.spec.load.concurrency) as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix=f"load-{group}-read") as prep:
             budget = unit_budgets(ctx)["write"]
             if budget:  # the target's own units, shared by the load tasks running at once (through staging)
                 p.share = BudgetShare(st, "write", f"unit-{group:05d}-{uuid.uuid4().hex[:8]}", budget,
-                                      rl.parallel_tasks)
+                                      rl.parallel_tasks, unit=f"unit-{group:05d}", units=len(lp["groups"]))
                 share = p.share.share
                 p.limit = AdaptiveBucket(share) if rl.adaptive else AdaptiveBucket(share, decrease=1.0, increase=0.0)
                 if ctx.sink.capabilities.paces_writes:
                     ctx.sink.pace = p.limit.take  # type: ignore[attr-defined]
             t = p.totals
-            for chunk in chunks:
+            ahead: dict[str, Any] = {}  # the next chunk, read and transformed while this one is written
+            for i, chunk in enumerate(chunks):
                 if _finished(ctx, chunk):
                     t["skipped"] += 1
                     p.record(state.load(st, layout.load_done(chunk)) or {}, write=False)  # written with the next chunk
@@ -212,7 +215,10 @@ def load_chunk(ctx: Context, group: int, on_chunk: Callable[[str], None] | None 
                 if st.exists(layout.APPLY_CHECKPOINT):  # checked before every chunk, not once: a zombie stops here
                     _refuse_after_apply(ctx, group, [c for c in chunks if not _finished(ctx, c)])
                 own.hold()
-                marker = _load_one(ctx, chunk, pool, bucket, p)
+                prepared = ahead.pop(chunk, None) or prep.submit(_transform_chunk, ctx, chunk)
+                if i + 1 < len(chunks):
+                    ahead[chunks[i + 1]] = prep.submit(_transform_chunk, ctx, chunks[i + 1])
+                marker = _load_one(ctx, chunk, pool, bucket, p, prepared.result())
                 p.record(marker)
                 t["chunks"] += 1
                 t["items"] += marker["items"]
