@@ -9,10 +9,12 @@ a fenced zombie wrote before it stopped, adopts it.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Iterator
+from typing import Iterator, Optional
 
 from . import layout
+from .chunks import fast_codec, native_line, plain_wire, put_lines, std_line
 from .codec import DYNAMODB
 from .ports import Change
 from .staging import Staging
@@ -52,9 +54,29 @@ def decode(doc: dict, codec=DYNAMODB) -> Change:
     )
 
 
+def _native(c: Change, captured_at: float) -> Optional[dict]:
+    """:func:`encode`'s document with the images as they are (msgspec writes it; see :mod:`turnout.chunks`), or
+    None where a field is not of the plain kind that makes it the same JSON."""
+    if not (plain_wire(c.key) and (c.image is None or plain_wire(c.image))
+            and (c.old_image is None or plain_wire(c.old_image)) and type(c.op) is str and type(c.origin) is str
+            and type(c.version) is list and all(type(x) is int for x in c.version)
+            and type(c.created_at) in (int, float) and math.isfinite(c.created_at)):
+        return None
+    doc = {"k": c.key, "op": c.op, "img": c.image, "v": c.version, "ts": c.created_at, "cap": captured_at,
+           "o": c.origin}
+    if c.old_image is not None:
+        doc["old"] = c.old_image
+    return doc
+
+
 def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float, codec=DYNAMODB) -> bool:
     """Write change-log file ``n`` once: False (and nothing written) if it exists already."""
-    return staging.put_jsonl_gz(file_key(n), [encode(c, captured_at, codec) for c in changes], new=True) >= 0
+    fast = fast_codec(codec) and type(captured_at) in (int, float) and math.isfinite(captured_at)
+    lines = []
+    for c in changes:
+        doc = _native(c, captured_at) if fast else None
+        lines.append(native_line(doc) if doc is not None else std_line(encode(c, captured_at, codec)))
+    return put_lines(staging, file_key(n), lines, new=True) >= 0
 
 
 def read_file(staging: Staging, n: int, codec=DYNAMODB) -> list[Change]:

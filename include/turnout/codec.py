@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,6 +19,10 @@ from .errors import RecordError
 Item = dict[str, Any]  # a record: a DynamoDB item (attribute -> typed value) or a document
 
 _TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
+# numbers already in normal form (no exponent, no leading or trailing zeros, at most 60 characters so no rounding):
+# valid and canonical as they are, without a trip through Decimal (the common case, per attribute of every change)
+_PLAIN_NUMBER = re.compile(r"-?(?:[1-9][0-9]*|[1-9][0-9]*\.[0-9]*[1-9]|0\.[0-9]*[1-9])")
+_DECIMAL_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # valid and finite (not necessarily in normal form)
 
 
 def _check_av(av: Any, where: str) -> None:
@@ -45,6 +50,18 @@ def to_json_av(av: dict, where: str = "item") -> dict:
 
 def from_json_av(av: dict, where: str = "item") -> dict:
     """JSON-safe value -> wire attribute value (bytes for B)."""
+    if av.__class__ is dict and len(av) == 1:  # fast path for the common tags; anything else takes the full one
+        (tag, v), = av.items()
+        if tag == "S" or tag == "BOOL" or tag == "NULL":
+            return {tag: v}
+        if tag == "N" and v.__class__ is str and len(v) <= 60 and _DECIMAL_NUMBER.fullmatch(v):
+            return {"N": v}
+        if tag == "M" and v.__class__ is dict:
+            return {"M": {k: from_json_av(x, f"{where}.{k}") for k, x in v.items()}}
+    return _from_json_av(av, where)
+
+
+def _from_json_av(av: dict, where: str) -> dict:
     _check_av(av, where)
     (tag, v), = av.items()
     try:
@@ -67,14 +84,30 @@ def item_to_json(item: Item) -> dict:
     return {k: to_json_av(v, k) for k, v in item.items()}
 
 
+def _plain_av(av: Any) -> bool:
+    """A JSON-safe value that is its own wire form (text, a plain number, a flag, null)."""
+    if av.__class__ is not dict or len(av) != 1:
+        return False
+    (tag, v), = av.items()
+    return tag == "S" or tag == "BOOL" or tag == "NULL" or (
+        tag == "N" and v.__class__ is str and len(v) <= 60 and _DECIMAL_NUMBER.fullmatch(v) is not None)
+
+
 def item_from_json(doc: dict) -> Item:
+    """An item read from staging as a wire item. Where every value is its own wire form (the common case) the
+    document itself is returned, not a copy (as JsonDocCodec does); else a converted copy."""
     if not isinstance(doc, dict):
         raise RecordError(f"malformed item: expected an object, got {type(doc).__name__}")
-    return {k: from_json_av(v, k) for k, v in doc.items()}
+    for v in doc.values():
+        if not _plain_av(v):
+            return {k: from_json_av(v, k) for k, v in doc.items()}
+    return doc
 
 
 def canonical_number(text: str, where: str = "number") -> str:
     """DynamoDB's number normal form: no exponent games, no trailing zeros, exact."""
+    if text.__class__ is str and len(text) <= 60 and (text == "0" or _PLAIN_NUMBER.fullmatch(text)):
+        return text
     try:
         d = Decimal(text)
     except (InvalidOperation, TypeError) as exc:
@@ -102,6 +135,8 @@ _CTX = Context(prec=60)
 
 def _canon(av: dict) -> Any:
     (tag, v), = av.items()
+    if tag == "S":
+        return ["S", v]
     if tag == "N":
         return ["N", canonical_number(v)]
     if tag == "NS":
@@ -138,10 +173,14 @@ def stable_bucket(text: str, buckets: int) -> int:
     return int.from_bytes(h, "big") % buckets
 
 
+def _text_size(s: str) -> int:
+    return len(s) if s.isascii() else len(s.encode())
+
+
 def _av_size(av: dict) -> int:
     (tag, v), = av.items()
     if tag == "S":
-        return len(v.encode())
+        return _text_size(v)
     if tag == "N":
         return len(v) // 2 + 2
     if tag == "B":
@@ -149,13 +188,13 @@ def _av_size(av: dict) -> int:
     if tag in ("BOOL", "NULL"):
         return 1
     if tag == "SS":
-        return sum(len(x.encode()) for x in v)
+        return sum(_text_size(x) for x in v)
     if tag == "NS":
         return sum(len(x) // 2 + 2 for x in v)
     if tag == "BS":
         return sum(len(x) for x in v)
     if tag == "M":
-        return 3 + sum(len(k.encode()) + 1 + _av_size(x) for k, x in v.items())
+        return 3 + sum(_text_size(k) + 1 + _av_size(x) for k, x in v.items())
     if tag == "L":
         return 3 + sum(1 + _av_size(x) for x in v)
     return 0
@@ -163,7 +202,7 @@ def _av_size(av: dict) -> int:
 
 def item_size(item: Item) -> int:
     """DynamoDB's item size rule (attribute names + values), close enough to enforce the 400 KB limit."""
-    return sum(len(k.encode()) + _av_size(v) for k, v in item.items())
+    return sum(_text_size(k) + _av_size(v) for k, v in item.items())
 
 
 # ---------------------------------------------------------------- record codecs

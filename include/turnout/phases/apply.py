@@ -1,9 +1,11 @@
 """apply: the change log onto the target, in lanes, until the capture has stopped and all is applied.
 
 Per batch of files, changes are coalesced per key to the newest version (so a key is written once per batch
-and never regresses), split into lanes by a stable hash of the key and written in parallel; the checkpoint
-moves only after every lane's writes were acknowledged. A version ledger (rebuilt from the applied part of
-the log on restart) drops changes older than what the target already holds.
+and never regresses) and split into lanes by a stable hash of the key; each lane is one thread writing its queue
+in order, so the next batch is read while earlier ones are written and a key's writes never overtake each other.
+The checkpoint moves batch by batch, in order, only after every lane's writes of that batch were acknowledged. A
+version ledger (rebuilt from the applied part of the log on restart) drops changes older than what the target
+already holds.
 
 One try owns the apply (:mod:`turnout.fencing`): it renews its lease before each batch it writes to the target
 and moves the checkpoint only while it owns it; a new try first waits out what is left of its predecessor's
@@ -12,7 +14,8 @@ lease, and of any unfinished load unit's (a zombie load stops at its next chunk 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .. import changelog, layout, state
@@ -26,9 +29,11 @@ from ._common import dead_letter, owned, source_key_or_none, stop_requested
 from .indexes import indexes_after_data
 
 
-LANE_STEP = 200  # changes a lane writes between two lease checks
+LANE_STEP = 200  # changes a lane writes between two lease checks (at least one of the sink's batches)
 LEDGER_FILES = 200  # a restart rebuilds the ledger from at most this many files before the checkpoint
 LEDGER_KEYS = 200_000  # the ledger keeps at most this many keys (the most recently changed)
+BATCH_CHANGES = 2000  # a batch closes after the file that brings it to this many changes
+IN_FLIGHT = 3  # batches queued on the lanes and not yet acknowledged, at most (the next one is read meanwhile)
 
 
 class Ledger:
@@ -126,15 +131,25 @@ def next_files(ctx: Context, start: int, limit: int) -> list[tuple[int, list[Cha
 
 
 class _Applier:
-    def __init__(self, ctx: Context, ck: dict, pool: ThreadPoolExecutor, own: Owned):
-        self.ctx, self.ck, self.pool, self.own = ctx, ck, pool, own
-        self.lanes = ctx.spec.apply.lanes
+    """Reads batch N+1 (decode, transform, coalesce) while the lanes write batch N and earlier ones.
+
+    Each lane is one thread with its own FIFO queue and a key always goes to the same lane, so a key's writes reach
+    the target in log order across batches; no lane waits for the slowest lane of a batch. Batches are completed
+    (dead letters, then the checkpoint) strictly in order, each only once every lane acknowledged its writes."""
+
+    def __init__(self, ctx: Context, ck: dict, lanes: list[ThreadPoolExecutor], own: Owned):
+        self.ctx, self.ck, self.lanes, self.own = ctx, ck, lanes, own
         self.ledger = rebuild_ledger(ctx, ck["next_file"])
         if ck["next_file"]:
             ctx.log.info("TURNOUT apply resuming at change log file %d (ledger of %d keys rebuilt)", ck["next_file"],
                          len(self.ledger))
         self.started, self.last_hb, self.last_log = time.monotonic(), 0.0, 0.0
         self.consumed0 = ck["consumed"]
+        self.read_at, self.newest = ck["next_file"], ck["newest_ts"]  # the read side, ahead of the checkpoint
+        self.pending: deque[tuple[Batch, list[Future]]] = deque()  # dispatched, not yet acknowledged, in order
+        # a lane's call is at least one full batch of the sink (a bulk write of 500 documents is one request)
+        self.lane_step = max(LANE_STEP, ctx.sink.capabilities.max_batch_items)
+        self.batch_changes = max(BATCH_CHANGES, self.lane_step * len(lanes))
 
     def heartbeat(self, stopped: bool = False) -> None:
         ck = self.ck
@@ -150,45 +165,91 @@ class _Applier:
             self.heartbeat()
 
     def _lane(self, lane: list[Change]) -> WriteResult:
-        """One lane's changes in steps of LANE_STEP, the lease held before each: a batch of many files never
+        """One lane's changes in steps (LANE_STEP or the sink's batch), the lease held before each: a batch of many files never
         writes for long on a lease that another try may have taken."""
         out = WriteResult()
-        for i in range(0, len(lane), LANE_STEP):
+        for i in range(0, len(lane), self.lane_step):
             self.own.hold()
-            r = self.ctx.sink.apply_changes(lane[i : i + LANE_STEP])
+            r = self.ctx.sink.apply_changes(lane[i : i + self.lane_step])
             out.written += r.written
             out.rejected += r.rejected
         return out
 
-    def apply(self, b: Batch) -> None:
-        ctx, ck = self.ctx, self.ck
-        self.own.hold()  # still the owner, with most of a lease left, before writing to the target
-        by_lane: list[list[Change]] = [[] for _ in range(self.lanes)]
+    def read(self, max_files: int) -> Batch | None:
+        """The next batch: whole files, up to batch_changes changes, closed early when the lanes have nothing to
+        write (the first batch starts the lanes after one file)."""
+        files: list[tuple[int, list[Change]]] = []
+        size = 0
+        while len(files) < max_files and size < self.batch_changes and (size == 0 or self.pending):
+            got = next_files(self.ctx, self.read_at + len(files), 1)
+            if not got:
+                break
+            files += got
+            size += len(got[0][1])
+        if not files:
+            return None
+        b = read_batch(self.ctx, files, self.ledger, self.newest)
+        self.read_at, self.newest = b.files[-1] + 1, b.newest
+        return b
+
+    def dispatch(self, b: Batch) -> None:
+        """Queue the batch's writes on the lanes. The ledger takes its versions now: the next batch is read against
+        them (as if this one were applied; a write that fails ends the run and a restart rebuilds the ledger)."""
+        self.own.hold()  # still the owner, with most of a lane's lease left, before writing to the target
+        n = len(self.lanes)
+        by_lane: list[list[Change]] = [[] for _ in range(n)]
+        put = self.ledger.put
         for kt, tc in b.latest.items():
-            by_lane[stable_bucket(kt, self.lanes)].append(tc)
-        results = list(self.pool.map(self._lane, [lane for lane in by_lane if lane]))
+            by_lane[stable_bucket(kt, n)].append(tc)
+            put(kt, tc.version)
+        self.pending.append((b, [self.lanes[i].submit(self._lane, lane) for i, lane in enumerate(by_lane) if lane]))
+
+    def complete(self) -> None:
+        """Wait for the oldest dispatched batch, then dead-letter what it rejected and move the checkpoint."""
+        ctx = self.ctx
+        b, futures = self.pending.popleft()
+        results = [f.result() for f in futures]
         name = f"files-{b.files[0]:012d}-{b.files[-1]:012d}"
         dead_letter(ctx, "apply", name, b.bad)
         dead_letter(ctx, "apply", f"{name}-target", [(*rj, source_key_or_none(ctx, rj[0])) for r in results for rj in r.rejected],
                     ctx.target_codec)
-        for kt, tc in b.latest.items():
-            self.ledger.put(kt, tc.version)
+        # a new record each time: a lane renewing the lease may be serializing the one saved last
+        ck = {**self.ck, "namespaces": {g: dict(v) for g, v in self.ck.get("namespaces", {}).items()}}
         ck["next_file"] = b.files[-1] + 1
         ck["consumed"] += b.consumed
         ck["stale"] += b.stale
         ck["coalesced"] = ck.get("coalesced", 0) + b.coalesced
-        ck["puts"] += sum(1 for tc in b.latest.values() if tc.op == "put")
-        ck["deletes"] += sum(1 for tc in b.latest.values() if tc.op == "delete")
+        puts = sum(1 for tc in b.latest.values() if tc.op == "put")
+        ck["puts"] += puts
+        ck["deletes"] += len(b.latest) - puts
         ck["rejected"] += len(b.bad) + sum(len(r.rejected) for r in results)
         ck["newest_ts"] = b.newest
-        now_wall = ctx.clock()
+        now_wall, group_of_key, groups = ctx.clock(), ctx.transform.group_of_key, ck["namespaces"]
         for tc in b.latest.values():  # per-group gap, like the Mongo seed's gap_in_seconds
-            group = ctx.transform.group_of_key(tc.key)
+            group = group_of_key(tc.key)
             if group is not None:
-                g = ck.setdefault("namespaces", {}).setdefault(group, {"created": tc.created_at})
+                g = groups.setdefault(group, {"created": tc.created_at})
                 g["created"] = max(g["created"], tc.created_at)
                 g["processed"] = now_wall
+        if not groups:
+            del ck["namespaces"]
         self.own.save(ck)  # only after the target acknowledged every lane; Fenced if another try took over
+        self.ck = ck
+
+    def drain(self) -> None:
+        while self.pending:
+            self.complete()
+
+    def step(self, max_files: int) -> bool:
+        """Read and dispatch one batch, completing the oldest first when IN_FLIGHT are out; False if none came."""
+        while len(self.pending) >= IN_FLIGHT:
+            self.complete()
+        b = self.read(max_files)
+        if b is None:
+            self.drain()
+            return False
+        self.dispatch(b)
+        return True
 
     def report(self) -> None:
         ctx, ck = self.ctx, self.ck
@@ -231,6 +292,23 @@ def confirm_target_loaded(ctx: Context, by: str | None = None) -> dict:
     return doc
 
 
+def _loop(ctx: Context, a: _Applier, max_seconds: float | None, max_files: int) -> str:
+    """Apply batches until the capture has stopped and all is applied (or max_seconds); every dispatched batch
+    is acknowledged and checkpointed before this returns."""
+    while True:
+        if max_seconds is not None and time.monotonic() - a.started > max_seconds:
+            a.drain()
+            return "max_seconds"
+        if a.step(max_files):
+            a.maybe_heartbeat()
+            a.report()
+            continue
+        if _capture_finished(ctx, a.ck["next_file"]):
+            return "stop requested"
+        a.maybe_heartbeat()
+        time.sleep(ctx.spec.apply.poll_interval_seconds)
+
+
 def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_batch: int = 50) -> dict:
     if ctx.spec.export.mode == "none" and not ctx.staging.exists(layout.LOADED_CONFIRMED):
         raise TurnoutError("export.mode none (CDC only): nobody has confirmed that the target was loaded from a "
@@ -243,24 +321,14 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
     own.wait_out_predecessor(ctx.log)
     fence_loads(ctx)
     indexes_after_data(ctx)  # the bulk load is done (apply runs after it)
-    stopped_by = None
-    with ThreadPoolExecutor(ctx.spec.apply.lanes) as pool:
-        a = _Applier(ctx, ck, pool, own)
-        while True:
-            if max_seconds is not None and time.monotonic() - a.started > max_seconds:
-                stopped_by = "max_seconds"
-                break
-            files = next_files(ctx, ck["next_file"], max_files_per_batch)
-            if not files:
-                if _capture_finished(ctx, ck["next_file"]):
-                    stopped_by = "stop requested"
-                    break
-                a.maybe_heartbeat()
-                time.sleep(ctx.spec.apply.poll_interval_seconds)
-                continue
-            a.apply(read_batch(ctx, files, a.ledger, ck["newest_ts"]))
-            a.maybe_heartbeat()
-            a.report()
+    lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"apply-lane-{i}") for i in range(ctx.spec.apply.lanes)]
+    try:
+        a = _Applier(ctx, ck, lanes, own)
+        stopped_by = _loop(ctx, a, max_seconds, max_files_per_batch)
+    finally:
+        for lane in lanes:  # after a failure: what is still queued is not written
+            lane.shutdown(wait=True, cancel_futures=True)
+    ck = a.ck
     own.save(ck, release=True)
     a.heartbeat(stopped=stopped_by == "stop requested")
     ctx.progress("apply", consumed=ck["consumed"], puts=ck["puts"], deletes=ck["deletes"], stale=ck["stale"],

@@ -123,16 +123,24 @@ class MongoSink(_Mongo):
         return res
 
     def apply_changes(self, changes: list[Change]) -> WriteResult:
+        """Each put's document is encoded to BSON once: the size check's bytes are what the bulk write sends
+        (RawBSONDocument), not encoded a second time by the driver."""
+        from bson.raw_bson import RawBSONDocument
         from pymongo import DeleteOne, ReplaceOne
 
         res = WriteResult()
         by_ns: dict[str, tuple[list, list]] = {}
+        limit = self.capabilities.max_item_bytes
         for c in changes:
             if c.op == "put":
-                if not self._check(c.put_image, res):
+                rec = c.put_image
+                raw = encode(rec["doc"])
+                if len(raw) > limit:
+                    res.rejected.append((rec, f"{rec['ns']}: document is {len(raw)} bytes, over the target's limit "
+                                              f"of {limit}"))
                     continue
-                op: ReplaceOne | DeleteOne = ReplaceOne({"_id": c.key["_id"]}, c.put_image["doc"], upsert=True)
-                what = c.put_image
+                op: ReplaceOne | DeleteOne = ReplaceOne({"_id": c.key["_id"]}, RawBSONDocument(raw), upsert=True)
+                what = rec
             else:
                 op, what = DeleteOne({"_id": c.key["_id"]}), c.key
             ops, whats = by_ns.setdefault(c.key["ns"], ([], []))

@@ -25,6 +25,8 @@ class MongoTransform(TransformDefaults):
         return cls(tuple(sorted(target.database_map.items())))
 
     def ns(self, ns: str) -> str:
+        if not self.database_map and "." in ns:
+            return ns
         db, _, coll = ns.partition(".")
         return f"{dict(self.database_map).get(db, db)}.{coll}"
 

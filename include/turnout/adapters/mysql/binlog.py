@@ -8,15 +8,15 @@ index]``, increasing in commit order.
 
 from __future__ import annotations
 
+import functools
 import re
-
 from typing import TYPE_CHECKING, Any, Optional
 
 from ...codec import Item
 from ...errors import TurnoutError
 from ...ports import Change, Poll
-from .client import float32_text
-from .values import TABLE_ATTR, TableSchema, row_item, source_key
+from .client import converters
+from .values import TABLE_ATTR, TableSchema, source_key
 
 if TYPE_CHECKING:
     from .source import MySQLSource
@@ -59,6 +59,14 @@ def _key_of_raw(schema: TableSchema, row: dict) -> Optional[Item]:
                 **{k: neutral_value(schema.column(k), vals[k]) for k in schema.primary_key}}  # type: ignore[arg-type]
     except Exception:
         return None
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(schema: TableSchema) -> tuple:
+    """(row image -> neutral item, the set of column names a row image must have) of a table, built once."""
+    names = frozenset(c.name for c in schema.columns)
+    unnamed = any(n.startswith("UNKNOWN_COL") for n in names)  # never matches: _check_columns says why
+    return converters(schema)[1], frozenset() if unnamed else names
 
 
 class Truncated(TurnoutError):
@@ -195,25 +203,29 @@ class BinlogChangeReader:
         """One rows event as changes (versions completed with the commit position by the caller)."""
         from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
 
-        end = stream.log_pos
+        end, file = stream.log_pos, stream.log_file
+        kind = 0 if isinstance(ev, WriteRowsEvent) else 1 if isinstance(ev, UpdateRowsEvent) else 2
+        created = float(ev.timestamp)
+        plan = _plan(schema)  # once per event, not per row
         out = []
         for i, row in enumerate(ev.rows):
             try:
-                if isinstance(ev, WriteRowsEvent):
-                    img, old, op = self._img(schema, row["values"]), None, "put"
-                elif isinstance(ev, UpdateRowsEvent):
-                    img, old, op = self._img(schema, row["after_values"]), self._img(schema, row["before_values"]), "put"
+                if kind == 0:
+                    img, old, op = self._img(schema, row["values"], plan), None, "put"
+                elif kind == 1:
+                    img, old, op = (self._img(schema, row["after_values"], plan),
+                                    self._img(schema, row["before_values"], plan), "put")
                 else:
-                    img, old, op = None, self._img(schema, row["values"]), "delete"
+                    img, old, op = None, self._img(schema, row["values"], plan), "delete"
                 key = source_key(schema, img or old or {})
             except SchemaChanged:
                 raise
             except Exception as exc:  # a row this reader cannot decode: dead-lettered, never dropped
-                rejected.append((repr(row)[:2000], f"binlog {stream.log_file}:{end} table {ev.table}: cannot decode "
+                rejected.append((repr(row)[:2000], f"binlog {file}:{end} table {ev.table}: cannot decode "
                                  f"row: {exc}", _key_of_raw(schema, row)))
                 continue
-            out.append(Change(key=key, op=op, image=img, version=[end, i], created_at=float(ev.timestamp),
-                              origin=f"{stream.log_file}:{end}#{i}", old_image=old))
+            out.append(Change(key=key, op=op, image=img, version=[end, i], created_at=created,
+                              origin=f"{file}:{end}#{i}", old_image=old))
         return out
 
     def _events(self, stream):
@@ -229,7 +241,13 @@ class BinlogChangeReader:
                     "(binlog_expire_logs_seconds) and start the migration over with a fresh staging prefix") from None
             raise
 
-    def _img(self, schema: TableSchema, values: dict) -> Item:
+    def _img(self, schema: TableSchema, values: dict, plan: tuple) -> Item:
+        build, expected = plan
+        if values.keys() != expected:  # the columns preflight recorded, or SchemaChanged
+            self._check_columns(schema, values)
+        return build(values)
+
+    def _check_columns(self, schema: TableSchema, values: dict) -> None:
         if any(str(k).startswith("UNKNOWN_COL") for k in values):
             raise SchemaChanged(f"binlog rows of {schema.name} carry no column names: the server's "
                                 "binlog_row_metadata must be FULL (SET GLOBAL binlog_row_metadata = 'FULL')")
@@ -241,13 +259,3 @@ class BinlogChangeReader:
                 f"{sorted(values)}; preflight recorded {[c.name for c in schema.columns]}): Turnout does not follow "
                 "ALTER TABLE mid-migration, so nothing was applied past this point; finish schema changes before "
                 "migrating, or start over with a fresh staging prefix")
-        fixed = {}
-        for c in schema.columns:
-            if c.name not in values:
-                raise TurnoutError(f"column {c.name!r} missing from the row image (binlog_row_image must be FULL, "
-                                   "binlog_row_metadata FULL)")
-            v = values[c.name]
-            if c.data_type == "float" and isinstance(v, float):
-                v = float32_text(v)
-            fixed[c.name] = v
-        return row_item(schema, fixed)

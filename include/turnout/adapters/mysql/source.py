@@ -14,7 +14,7 @@ from ...codec import Item
 from ...errors import PreflightError, TurnoutError
 from ...ports import Capacity, SourceCapabilities, SourceInfo
 from .binlog import BinlogChangeReader
-from .client import _INTEGER_TYPES, REQUIRED_SETTINGS, MySQLConfig, _q, float32_text
+from .client import _INTEGER_TYPES, REQUIRED_SETTINGS, MySQLConfig, _q, converters, image
 from .values import TABLE_ATTR, Column, TableSchema, row_item
 
 
@@ -287,7 +287,8 @@ class MySQLSource:
             sql = (f"SELECT {cols} FROM {_q(t)}" + (" WHERE " + " AND ".join(where) if where else "")
                    + f" ORDER BY {order} LIMIT {int(page_items)}")
             rows = self.query(sql, args)
-            items = [self._item(schema, r) for r in rows]
+            build = converters(schema)[0]
+            items = [build(r) for r in rows]
             if len(rows) < page_items:
                 yield items, None
                 return
@@ -295,12 +296,7 @@ class MySQLSource:
             yield items, start
 
     def _item(self, schema: TableSchema, row: tuple) -> Item:
-        values = {}
-        for c, v in zip(schema.columns, row):
-            if c.data_type == "float" and isinstance(v, float):
-                v = float32_text(v)
-            values[c.name] = v
-        return row_item(schema, values)
+        return image(schema, row)  # FLOAT columns: the stored float32, as the binlog gives it
 
     # ------------------------------------------------------------------ validation reads
 

@@ -13,7 +13,7 @@ from ...spec import template_fields
 
 # ------------------------------------------------------------------------------ the transform
 from ...transform import TransformDefaults
-from .values import TABLE_ATTR, TableSchema, _fail, _Template, cast_value, source_key
+from .values import TABLE_ATTR, TableSchema, _fail, _Template, cast_value, check_number, source_key
 
 
 @dataclass
@@ -26,6 +26,36 @@ class _TablePlan:
     drop: frozenset[str]
     casts: dict[str, str]  # column -> cast (defaults filled in)
     computed: dict[str, _Template]
+    key_columns: tuple[str, ...] = ()  # the columns the key templates use
+
+    def __post_init__(self) -> None:
+        self.key_columns = tuple(dict.fromkeys(f for t in (self.pk, self.sk) if t is not None for f, _ in t.fields))
+
+
+_SHORT_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+
+
+def _number(text: str) -> str:
+    """check_number's answer, without Decimal for a short plain decimal (at most 28 characters: within DynamoDB's
+    digits and range, and written without an exponent): leading and trailing zeros dropped, -0 is 0."""
+    m = _SHORT_DECIMAL.fullmatch(text) if text.__class__ is str and len(text) <= 28 else None
+    if m is None:
+        return check_number(text)
+    sign, whole, frac = m.groups()
+    whole, frac = whole.lstrip("0"), (frac or "").rstrip("0")
+    if not whole and not frac:
+        return "0"
+    return sign + (whole or "0") + ("." + frac if frac else "")
+
+
+def _cast(col, cast: str, av: dict) -> Optional[dict]:
+    """cast_value, its two most common cases (text as text, a number as a number) inline."""
+    if len(av) == 1:
+        if cast == "string" and "S" in av:
+            return {"S": av["S"]}
+        if cast == "number" and "N" in av:
+            return {"N": _number(av["N"])}
+    return cast_value(col, cast, av)
 
 
 def _skeleton(template: Optional[str]) -> str:
@@ -175,7 +205,7 @@ class RelationalTransform(TransformDefaults):
                 continue
             av = item[name]
             try:
-                v = cast_value(col, plan.casts[name], av)
+                v = _cast(col, plan.casts[name], av)
             except (ValueError, ArithmeticError) as exc:
                 raise _fail(t, self._pk_text(plan, item), name, str(exc)) from None
             if v is None or "NULL" in v:
@@ -236,8 +266,11 @@ class RelationalTransform(TransformDefaults):
         def mk(op, key, image):
             return Change(key=key, op=op, image=image, version=c.version, created_at=c.created_at, origin=c.origin)
 
-        # only the before image's key matters: a bad value in another column must not block the change
-        old = self._key(self._plan(c.old_image), c.old_image) if c.old_image is not None else None
+        # only the before image's key matters: a bad value in another column must not block the change. Where the
+        # key columns did not change (most updates), the before image renders the key the new image renders
+        oi = c.old_image
+        same = oi is not None and c.op == "put" and self._same_key_columns(oi, c.put_image)
+        old = self._key(self._plan(oi), oi) if oi is not None and not same else None
         if c.op == "delete":
             if old is None:
                 raise RecordError(f"delete of {c.key} has no before image (binlog_row_image must be FULL)")
@@ -248,6 +281,12 @@ class RelationalTransform(TransformDefaults):
             out.append(mk("delete", old, None))
         out.append(mk("put", self.target_key_of(new), new))
         return out
+
+    def _same_key_columns(self, old: Item, new: Item) -> bool:
+        t = old.get(TABLE_ATTR)
+        name = t.get("S") if isinstance(t, dict) and t == new.get(TABLE_ATTR) else None
+        plan = self.tables.get(name) if isinstance(name, str) else None
+        return plan is not None and all(old.get(k) == new.get(k) for k in plan.key_columns)
 
     def target_info(self) -> SourceInfo:
         """The target table's key schema and indexes (all key attributes are strings)."""
