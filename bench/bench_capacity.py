@@ -70,7 +70,7 @@ from botocore.config import Config  # noqa: E402
 import stack  # noqa: E402
 import throttle_proxy  # noqa: E402
 import workload  # noqa: E402
-from bench_load import child, hand_tuned_write, make_ctx, warm_clients  # noqa: E402
+from bench_load import child, hand_tuned_write, make_ctx, spec_text, warm_clients  # noqa: E402
 from turnout import phases  # noqa: E402
 from turnout.codec import item_size as engine_item_size  # noqa: E402
 from turnout.retry import throttled_total  # noqa: E402
@@ -210,19 +210,6 @@ def proxy_overhead(direct_ep: str, proxy: ProxyCtl, res: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------ Turnout
-
-
-def spec_text(name: str, src_table: str, tgt_table: str, staging: Path, a, rate_limits: dict) -> str:
-    rl = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in rate_limits.items())
-    return f"""\
-name: {name}
-source: {{kind: dynamodb, conn_id: bench_source, table: {src_table}, enable_stream: true}}
-target: {{kind: dynamodb, conn_id: bench_target, table: {tgt_table}}}
-staging: {{url: '{staging}'}}
-export: {{segments: {a.segments}, chunk_items: {a.chunk_items}}}
-load: {{concurrency: {a.concurrency}}}
-rate_limits: {{{rl}}}
-"""
 
 
 class Workers:

@@ -80,7 +80,10 @@ class CpuMeter(Meter):
         return False
 
 
-def spec_text(name: str, src_table: str, tgt_table: str, staging: Path, a) -> str:
+def spec_text(name: str, src_table: str, tgt_table: str, staging: Path, a, rate_limits: dict | None = None) -> str:
+    """The benchmarks' DynamoDB -> DynamoDB spec; ``rate_limits`` (default: parallel_tasks only) as given."""
+    rate_limits = rate_limits or {"parallel_tasks": a.parallel_tasks}
+    rl = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in rate_limits.items())
     return f"""\
 name: {name}
 source: {{kind: dynamodb, conn_id: bench_source, table: {src_table}, enable_stream: true}}
@@ -88,7 +91,7 @@ target: {{kind: dynamodb, conn_id: bench_target, table: {tgt_table}}}
 staging: {{url: '{staging}'}}
 export: {{segments: {a.segments}, chunk_items: {a.chunk_items}}}
 load: {{concurrency: {a.concurrency}}}
-rate_limits: {{parallel_tasks: {a.parallel_tasks}}}
+rate_limits: {{{rl}}}
 """
 
 
