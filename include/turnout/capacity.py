@@ -41,13 +41,6 @@ def resolve(rate_limits: Any, source_cap: Optional[Capacity], target_cap: Option
             "write_units_per_second": write, "write_from": write_from}
 
 
-def describe(cap: Optional[Capacity]) -> Optional[dict]:
-    if cap is None:
-        return None
-    return {"read_units_per_second": cap.read_units_per_second, "write_units_per_second": cap.write_units_per_second,
-            "unit": cap.unit, "basis": cap.basis}
-
-
 def dynamodb_capacity(table: dict) -> Capacity:
     """A DescribeTable answer's capacity: provisioned RCU/WCU; for on-demand, the warm throughput, else the
     on-demand maximum the owner set (AWS documents no other per-table figure for on-demand)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .. import capacity, costplan, layout, state
 from ..errors import PreflightError
 from ..ports import PreflightInputs
@@ -52,7 +54,7 @@ def _budgets(ctx: Context, summary: dict, dry_run: bool) -> None:
     """The read and write budgets in units, resolved once from the spec and what both ends report, recorded in
     the preflight summary for every export and load task; a percentage of an unreported capacity is a NO-GO."""
     src, tgt = ctx.source.capacity(), ctx.sink.capacity()
-    summary["capacity"] = {"source": capacity.describe(src), "target": capacity.describe(tgt)}
+    summary["capacity"] = {"source": dataclasses.asdict(src), "target": dataclasses.asdict(tgt)}
     try:
         summary["budgets"] = capacity.resolve(ctx.spec.rate_limits, src, tgt)
     except PreflightError as exc:

@@ -130,9 +130,13 @@ class DynamoDBTable:
     def capacity(self) -> Capacity:
         """Provisioned RCU/WCU, or the warm throughput / on-demand maximum of an on-demand table; nothing for an
         absent table (one the migration creates)."""
-        if not self.exists():
-            return Capacity(None, None, "RCU/WCU", "absent: the migration creates it")
-        return dynamodb_capacity(self.describe_table())
+        try:
+            table = self.describe_table()
+        except PreflightError as exc:
+            if "not found" in str(exc):
+                return Capacity(None, None, "RCU/WCU", "absent: the migration creates it")
+            raise
+        return dynamodb_capacity(table)
 
     def exists(self) -> bool:
         try:
