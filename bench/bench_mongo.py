@@ -39,11 +39,15 @@ prefixed "bench_". No secondary indexes, so every writer below maintains the sam
    they are counted out of N and reconciled later, as the route does.
 4. Change apply: after the capture stopped (stop already requested, as the engine's cutover does),
    phases.run_apply drains the change log into the loaded target and returns by itself; changes/s. Then
-   phases.wait_stopped must agree. Ceiling: the same ReplaceOne(upsert) / DeleteOne operations (built from
-   the change log) as unordered bulk_write, apply.lanes threads, into fresh databases pre-filled (untimed)
-   with the documents' pre-change versions, so replaces hit existing documents as Turnout's do; measured
-   once before and once after the apply. Then (flavor cosmos) phases.reconcile_deletes(final=True) removes
-   what the stream never reported, and workload_mongo.full_compare must find target == source.
+   phases.wait_stopped must agree. Ceiling: the same ReplaceOne(upsert) / DeleteOne operations (documents
+   decoded from the change log untimed, operations built in the timed part as Turnout's are) as unordered
+   bulk_write, apply.lanes threads, each namespace's operations in apply.lanes slices of at most
+   target.write_batch (the sink's batch, Turnout's lane step), into fresh databases pre-filled (untimed) with
+   every document as dumped: the state the loaded target is in when the apply starts (the same collection
+   sizes; replaces hit the same documents). Its client is made and its connections opened before the clock,
+   as Turnout's sink's are; measured once before and once after the apply. Client CPU per change (this
+   process) is printed beside both. Then (flavor cosmos) phases.reconcile_deletes(final=True) removes what
+   the stream never reported, and workload_mongo.full_compare must find target == source.
 
 Every figure is for complete work: document and change counts are checked (a mismatch is printed loudly,
 the run exits 1).
@@ -68,6 +72,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -189,24 +194,38 @@ def raw_write(uri: str, docs_by_ns: dict, mode: str, threads: int, batch: int) -
     return n
 
 
-def raw_apply(uri: str, ops_by_ns: dict, lanes: int) -> int:
-    """The change-apply ceiling: each namespace's operations cut into `lanes` slices, unordered bulk_write each,
-    `lanes` threads."""
-    cli = mongo(uri, pool=lanes + 4)
+def raw_apply(cli: MongoClient, ops_by_ns: dict, lanes: int, batch: int) -> int:
+    """The change-apply ceiling: each namespace's operations ((_id, document or None for a delete), decoded before
+    the clock) cut into `lanes` slices of at most `batch` (the sink's write batch, as Turnout's lanes cut theirs),
+    one unordered bulk_write each of ReplaceOne(upsert) / DeleteOne (built in the timed part, as Turnout builds
+    its own), `lanes` threads. The client is made (and its connections opened, warm_pool) before the clock, like
+    Turnout's sink."""
     tasks = []
     for ns, ops in ops_by_ns.items():
-        step = max(1, math.ceil(len(ops) / lanes))
+        step = max(1, min(batch, math.ceil(len(ops) / lanes)))
         tasks += [(ns, ops[i : i + step]) for i in range(0, len(ops), step)]
 
     def one(t) -> int:
         ns, ops = t
-        r = coll_of(cli, ns, db_prefix=CEIL_PREFIX).bulk_write(ops, ordered=False)
+        reqs = [DeleteOne({"_id": _id}) if doc is None else ReplaceOne({"_id": _id}, doc, upsert=True)
+                for _id, doc in ops]
+        r = coll_of(cli, ns, db_prefix=CEIL_PREFIX).bulk_write(reqs, ordered=False)
         return r.matched_count + r.upserted_count + r.deleted_count
 
     with ThreadPoolExecutor(lanes) as pool:
-        n = sum(pool.map(one, tasks))
-    cli.close()
-    return n
+        return sum(pool.map(one, tasks))
+
+
+def warm_pool(cli: MongoClient, n: int) -> None:
+    """Open about n connections in the client's pool (n pings at once), untimed."""
+    gate = threading.Barrier(n)
+
+    def one(_i: int) -> None:
+        gate.wait(10)
+        cli.admin.command("ping")
+
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(one, range(n)))
 
 
 def prefill(uri: str, docs_by_ns: dict) -> None:
@@ -592,18 +611,16 @@ def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, ou
             keys.add((ns, repr(_id)))
             op_keys.setdefault(ns, []).append((tc.op, _id))
             if tc.op == "put":
-                ops_by_ns.setdefault(ns, []).append(ReplaceOne({"_id": _id}, tc.image["doc"], upsert=True))
+                ops_by_ns.setdefault(ns, []).append((_id, tc.image["doc"]))
                 n_put += 1
             else:
-                ops_by_ns.setdefault(ns, []).append(DeleteOne({"_id": _id}))
+                ops_by_ns.setdefault(ns, []).append((_id, None))
                 n_del += 1
     check(n_put + n_del == N and len(keys) == N, f"the change log holds {n_put} puts + {n_del} deletes on {len(keys)} "
           f"distinct documents, N = {N}")
-    # pre-change versions of the changed documents that existed (so the ceiling's replaces and deletes hit
-    # documents, as Turnout's do on the loaded target)
-    in_ops = {ns: {repr(_id) for _op, _id in op_keys.get(ns, [])} for ns in nss}
-    pre_docs = {ns: [d for d in docs_by_ns[ns] if d["_id"] in backlog.touched[ns] and repr(d["_id"]) in in_ops[ns]]
-                for ns in nss}
+    # the ceiling writes into the state Turnout's apply starts from: the loaded target, i.e. every document as
+    # dumped (so its replaces and deletes hit the same documents in collections of the same size)
+    pre_docs = docs_by_ns
     ids_pre = {ns: {repr(d["_id"]) for d in v} for ns, v in pre_docs.items()}
     expect_ceiling = {}
     for ns in nss:
@@ -612,13 +629,19 @@ def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, ou
         dels = sum(1 for op, _id in ks if op == "delete" and repr(_id) in ids_pre[ns])
         expect_ceiling[ns] = len(pre_docs[ns]) + ins - dels
 
+    client_us: dict[str, float] = {}  # this process's CPU per change, each apply figure (tag)
+
     def apply_ceiling(tag: str) -> Result:
         drop_dbs(dst_uri, nss, CEIL_PREFIX)
         prefill(dst_uri, pre_docs)
+        cli = mongo(dst_uri, pool=sp.apply.lanes + 4)
+        warm_pool(cli, sp.apply.lanes)
         with Meter(pids) as m:
-            n = raw_apply(dst_uri, ops_by_ns, sp.apply.lanes)
+            n = raw_apply(cli, ops_by_ns, sp.apply.lanes, sp.target.write_batch)
+        cli.close()
         r = Result(f"raw bulk ReplaceOne/DeleteOne, {sp.apply.lanes} thr ({tag})", n, m, "changes", "target",
                    f"{sum(len(v) for v in pre_docs.values())} pre-filled")
+        client_us[tag] = m.cpu["bench"] / max(n, 1) * 1e6
         held = count_ns(dst_uri, nss, CEIL_PREFIX)
         check(n == N and held == expect_ceiling, f"apply ceiling ({tag}) wrote {n} of {N} operations; the fresh "
               f"databases hold {sum(held.values())}, {sum(expect_ceiling.values())} expected")
@@ -636,6 +659,7 @@ def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, ou
     res["app_t"] = Result(f"Turnout run_apply ({sp.apply.lanes} lanes)", app["consumed"], m, "changes", "target",
                           f"{app['puts']} puts, {app['deletes']} deletes, {app['coalesced']} coalesced, "
                           f"{app['stale']} stale")
+    client_us["turnout"] = m.cpu["bench"] / max(app["consumed"], 1) * 1e6
     check(app["stopped"] == "stop requested", f"run_apply returned because the stop was requested ({app['stopped']})")
     check(app["consumed"] == N and app["rejected"] == 0 and app["puts"] + app["deletes"] == N,
           f"run_apply consumed {app['consumed']} of {N} changes, wrote {app['puts']} puts + {app['deletes']} deletes, "
@@ -657,7 +681,7 @@ def run(a, docs: int, src_uri: str, dst_uri: str, pids: dict, prof: Profiler, ou
     say("apply: raw bulk ReplaceOne/DeleteOne ceiling, after the apply")
     res["app_r2"] = apply_ceiling("after apply")
     out.update(res=res, total=total, N=N, units=len(units), page=page, cosmos=cosmos, writers=writers, batch=batch,
-               threads=a.threads, lanes=sp.apply.lanes)
+               threads=a.threads, lanes=sp.apply.lanes, client_us=client_us)
 
 
 def starved_note(res: dict, turnout: str, ceilings) -> None:
@@ -731,6 +755,10 @@ def print_report(a, docs: int, out: dict, load0) -> None:
     print(f"  {'=> ratio Turnout apply / raw ReplaceOne/DeleteOne':<54}{res['app_t'].rate / mean_app:>8.2f}x"
           f"   (vs the mean of the two, {mean_app:,.0f}/s; each alone {ratio(res['app_t'], res['app_r1']):.2f}x / "
           f"{ratio(res['app_t'], res['app_r2']):.2f}x)")
+    cu = out.get("client_us") or {}
+    if len(cu) == 3:
+        print(f"  {'   client CPU per change (this process)':<54}Turnout {cu['turnout']:,.0f} us, raw "
+              f"{cu['before apply']:,.0f} / {cu['after apply']:,.0f} us")
     starved_note(res, "app_t", ("app_r1", "app_r2"))
     if "reconcile" in res:
         print(fmt_row(res["reconcile"]) + "  (not in a ratio)")

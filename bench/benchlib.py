@@ -185,14 +185,38 @@ def fresh_table(endpoint: str, table: str, like: str | None = None) -> None:
     wait_active(c, table)
 
 
+def scan_items(endpoint: str, table: str) -> list:
+    c, out, start = low_client(endpoint), [], None
+    while True:
+        kw = {"TableName": table, **({"ExclusiveStartKey": start} if start else {})}
+        resp = c.scan(**kw)
+        out += resp["Items"]
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return out
+
+
+def copy_table(endpoint: str, src: str, dst: str) -> int:
+    """A fresh table ``dst`` like ``src`` holding its items (untimed set-up of a like-for-like write ceiling)."""
+    fresh_table(endpoint, dst, like=src)
+    items = scan_items(endpoint, src)
+    batch_write(endpoint, dst, items)
+    return len(items)
+
+
 def batch_write(endpoint: str, table: str, items: list, threads: int = 8) -> tuple[int, int]:
     """The write ceiling: ThreadPoolExecutor(threads), 25-item BatchWriteItem, UnprocessedItems retried with backoff,
     one shared low-level client (max_pool_connections=32); items already in memory. Returns (items, retries)."""
+    return batch_requests(endpoint, table, [{"PutRequest": {"Item": it}} for it in items], threads)
+
+
+def batch_requests(endpoint: str, table: str, requests: list, threads: int = 8) -> tuple[int, int]:
+    """:func:`batch_write` of BatchWriteItem requests as they are (PutRequest and DeleteRequest)."""
     c = low_client(endpoint, 32)
     retries = [0]
 
     def write(lo: int) -> int:
-        reqs = [{"PutRequest": {"Item": it}} for it in items[lo: lo + 25]]
+        reqs = requests[lo: lo + 25]
         n, delay = len(reqs), 0.02
         while reqs:
             resp = c.batch_write_item(RequestItems={table: reqs})
@@ -204,7 +228,7 @@ def batch_write(endpoint: str, table: str, items: list, threads: int = 8) -> tup
         return n
 
     with ThreadPoolExecutor(threads) as pool:
-        return sum(pool.map(write, range(0, len(items), 25))), retries[0]
+        return sum(pool.map(write, range(0, len(requests), 25))), retries[0]
 
 
 # ------------------------------------------------------------------------------------ the engine

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -176,10 +177,7 @@ class LocalAirflow:
         # metadata DB is migrated, which the other components wait for
         for comp in self.workers:
             self._spawn(comp, self.worker_env(comp))
-        out = subprocess.run([self._bin("airflow"), "db", "migrate"], env=env, capture_output=True, timeout=300)
-        if out.returncode:
-            raise RuntimeError(f"airflow db migrate exited with {out.returncode}:\n"
-                               f"{(out.stdout + out.stderr).decode(errors='replace')[-3000:]}")
+        self._migrate(env)
         for comp in COMPONENTS:
             self._spawn(comp, env)
         deadline = time.time() + timeout
@@ -205,6 +203,29 @@ class LocalAirflow:
         raise RuntimeError(f"airflow did not become healthy within {timeout}s (api-server and components healthy: "
                            f"{healthy}; celery workers answering: {sorted(ready)} of {sorted(want)}; logs in "
                            f"{self.home})")
+
+    def _migrate(self, env: dict[str, str]) -> None:
+        """``airflow db migrate``. On SQLite the migrated database of this Airflow version is kept once per checkout
+        (``.deps/airflow-db/``) and copied into each new home: an ``airflow db migrate``, even one with nothing to
+        do, costs about 25 s of imports on a 2-core machine, paid by every demo and e2e test otherwise."""
+        db = self.home / "airflow.db"
+        template = None
+        if self.executor == "local" and not db.exists():
+            from importlib.metadata import version
+
+            template = ROOT / ".deps" / "airflow-db" / f"airflow-{version('apache-airflow')}.sqlite"
+            if template.exists():
+                shutil.copyfile(template, db)
+                return
+        out = subprocess.run([self._bin("airflow"), "db", "migrate"], env=env, capture_output=True, timeout=300)
+        if out.returncode:
+            raise RuntimeError(f"airflow db migrate exited with {out.returncode}:\n"
+                               f"{(out.stdout + out.stderr).decode(errors='replace')[-3000:]}")
+        if template is not None:  # nothing runs on the new database yet: a consistent copy
+            template.parent.mkdir(parents=True, exist_ok=True)
+            tmp = template.with_name(f"{template.name}.{os.getpid()}.tmp")
+            shutil.copyfile(db, tmp)
+            os.replace(tmp, template)
 
     def _spawn(self, comp: str, env: dict[str, str]) -> None:
         """As the stack's servers are: pid file, log and process registry entry (`make stop` stops it too)."""

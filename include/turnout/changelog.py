@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
+
+import msgspec
 
 from . import layout
-from .chunks import fast_codec, native_line, plain_wire, put_lines, std_line
+from .chunks import fast_codec, gzip_lines, native_line, native_lines, plain_wire, std_line
 from .codec import DYNAMODB
 from .ports import Change
 from .staging import Staging
@@ -54,29 +56,53 @@ def decode(doc: dict, codec=DYNAMODB) -> Change:
     )
 
 
-def _native(c: Change, captured_at: float) -> Optional[dict]:
-    """:func:`encode`'s document with the images as they are (msgspec writes it; see :mod:`turnout.chunks`), or
-    None where a field is not of the plain kind that makes it the same JSON."""
-    if not (plain_wire(c.key) and (c.image is None or plain_wire(c.image))
-            and (c.old_image is None or plain_wire(c.old_image)) and type(c.op) is str and type(c.origin) is str
-            and type(c.version) is list and all(type(x) is int for x in c.version)
+class _Line(msgspec.Struct, omit_defaults=True):
+    """:func:`encode`'s document with the images as they are, in its key order ("old" only when there is one):
+    msgspec writes it straight from the change (see :mod:`turnout.chunks`)."""
+
+    k: Any
+    op: Any
+    img: Any
+    v: Any
+    ts: Any
+    cap: Any
+    o: Any
+    old: Any = None
+
+
+def _native(c: Change, captured_at: float, plain: bool = False) -> Optional[_Line]:
+    """The change as a :class:`_Line`, or None where a field is not of the plain kind that makes it the same JSON
+    as :func:`encode` gives. ``plain``: the caller vouches that key and images are plain wire items (a change
+    reader that builds nothing else says so with ``plain_images = True``), so they are not walked again."""
+    if not ((plain or (plain_wire(c.key) and (c.image is None or plain_wire(c.image))
+                       and (c.old_image is None or plain_wire(c.old_image))))
+            and type(c.op) is str and type(c.origin) is str and type(c.version) is list
+            and all(type(x) is int for x in c.version)
             and type(c.created_at) in (int, float) and math.isfinite(c.created_at)):
         return None
-    doc = {"k": c.key, "op": c.op, "img": c.image, "v": c.version, "ts": c.created_at, "cap": captured_at,
-           "o": c.origin}
-    if c.old_image is not None:
-        doc["old"] = c.old_image
-    return doc
+    return _Line(c.key, c.op, c.image, c.version, c.created_at, captured_at, c.origin, c.old_image)
 
 
-def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float, codec=DYNAMODB) -> bool:
-    """Write change-log file ``n`` once: False (and nothing written) if it exists already."""
+def encode_file(changes: list[Change], captured_at: float, codec=DYNAMODB, *, plain: bool = False) -> bytes:
+    """Change-log file content: gzipped JSON lines, each what ``json.dumps(encode(c))`` gives (msgspec writes the
+    lines whose fields are all of the plain kind; see :mod:`turnout.chunks`)."""
     fast = fast_codec(codec) and type(captured_at) in (int, float) and math.isfinite(captured_at)
-    lines = []
-    for c in changes:
-        doc = _native(c, captured_at) if fast else None
-        lines.append(native_line(doc) if doc is not None else std_line(encode(c, captured_at, codec)))
-    return put_lines(staging, file_key(n), lines, new=True) >= 0
+    docs = [_native(c, captured_at, plain) for c in changes] if fast else [None] * len(changes)
+    if None not in docs:
+        return gzip_lines(native_lines(docs))
+    return gzip_lines(b"".join(native_line(d) + b"\n" if d is not None else std_line(encode(c, captured_at, codec))
+                               + b"\n" for c, d in zip(changes, docs)))
+
+
+def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float, codec=DYNAMODB, *,
+               plain: bool = False) -> bool:
+    """Write change-log file ``n`` once: False (and nothing written) if it exists already."""
+    return put_file(staging, n, encode_file(changes, captured_at, codec, plain=plain))
+
+
+def put_file(staging: Staging, n: int, data: bytes) -> bool:
+    """Put encoded change-log file ``n`` once: False (and nothing written) if it exists already."""
+    return staging.put_new(file_key(n), data)
 
 
 def read_file(staging: Staging, n: int, codec=DYNAMODB) -> list[Change]:

@@ -48,13 +48,22 @@ def native_line(doc: Any) -> bytes:
     return _ENC.encode(doc)
 
 
+def native_lines(docs: list) -> bytes:
+    """:func:`native_line` of each document, each followed by a newline, in one call."""
+    return _ENC.encode_lines(docs)
+
+
+def gzip_lines(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=GZIP_LEVEL)
+
+
 def std_line(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def put_lines(staging: Staging, key: str, lines: list[bytes], *, new: bool = False) -> int:
     """Gzipped JSON lines, as ``Staging.put_jsonl_gz`` writes them: the size, or -1 if ``new`` and it exists."""
-    data = gzip.compress(b"".join(line + b"\n" for line in lines), compresslevel=GZIP_LEVEL)
+    data = gzip_lines(b"".join(line + b"\n" for line in lines))
     if new:
         return len(data) if staging.put_new(key, data) else -1
     staging.put_bytes(key, data)

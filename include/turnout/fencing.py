@@ -116,6 +116,15 @@ class Owned:
                     raise self._lost()
             self.etag, self.renewed = new, time.monotonic()
 
+    def release_after_failure(self) -> None:
+        """Give the lease up once this try has stopped writing (its writer threads joined) after an error: the
+        record as last saved, marked released, so Airflow's retry starts at once instead of waiting out the
+        lease. A try that lost the record, or cannot reach staging, leaves it alone (the lease then runs out)."""
+        try:
+            self.save(release=True)
+        except Exception:  # noqa: BLE001 - the error being raised is the one that matters
+            pass
+
     def hold(self) -> None:
         """Call before each write outside staging: renew the lease when a quarter of it has passed, else check
         (one read) that no other try took the record. Raises :class:`Fenced` if one did."""

@@ -112,7 +112,11 @@ class Closeable(Protocol):
 
 
 class ChangeReader(Protocol):
-    """Reads the source's changes from a checkpointed position, in per-key order."""
+    """Reads the source's changes from a checkpointed position, in per-key order. ``plain_images``: every key and
+    image it returns is plain wire (:func:`turnout.chunks.plain_wire`) by construction, so the change-log writer
+    need not check them again."""
+
+    plain_images: bool
 
     def poll(self) -> Poll: ...
 

@@ -18,7 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import msgspec
+
 from .errors import StagingError
+
+_LINE_DECODER = msgspec.json.Decoder()
 
 
 class Staging:
@@ -78,8 +82,16 @@ class Staging:
         return self.parse_jsonl_gz(key, self.get_bytes(key))
 
     def parse_jsonl_gz(self, key: str, data: bytes) -> Iterator[dict]:
+        """Each line's JSON value. msgspec parses a line where it can (the same value json.loads gives); a line it
+        refuses (NaN, 1e400, a lone surrogate...) is parsed by json.loads, whose answer or error then stands."""
         raw = gzip.decompress(data)
+        decode = _LINE_DECODER.decode
         for n, line in enumerate(raw.splitlines(), 1):
+            try:
+                yield decode(line)
+                continue
+            except msgspec.DecodeError:
+                pass
             if line.strip():
                 try:
                     yield json.loads(line)

@@ -6,8 +6,7 @@ import random
 import pytest
 
 from turnout import changelog, phases
-from turnout.adapters.mysql.transform import _number
-from turnout.adapters.mysql.values import check_number
+from turnout.adapters.mysql.values import check_number, check_number_by_decimal
 from turnout.codec import _from_json_av, canonical_number, from_json_av, item_from_json, item_size
 from turnout.errors import RecordError
 
@@ -58,7 +57,7 @@ def test_number_shortcuts_agree_with_decimal():
         want = _outcome(_canonical_by_decimal, text)
         assert _outcome(canonical_number, text) == (want if want != "InvalidOperation" else "RecordError"), text
         assert _outcome(from_json_av, {"N": text}) == _outcome(_from_json_av, {"N": text}, "item"), text
-        assert _outcome(_number, text) == _outcome(check_number, text), text
+        assert _outcome(check_number, text) == _outcome(check_number_by_decimal, text), text
 
 
 def test_item_from_json_without_copy_equals_the_converted_item():

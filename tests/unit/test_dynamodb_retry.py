@@ -19,6 +19,7 @@ def sink(monkeypatch):
     monkeypatch.setattr(ddb.sink.time, "sleep", lambda s: None)
     s = DynamoDBSink(DynamoDBConfig(aws_access_key_id="a", aws_secret_access_key="b"), "t", max_item_bytes=1000)
     s._client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    s._writers = {3: [s._client], 1: [s._client]}  # the writes go through the stubbed client too
     return s
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from .. import changelog, layout, state
 from ..codec import stable_bucket
 from ..errors import RecordError, TurnoutError
-from ..fencing import Owned, lease_wait
+from ..fencing import Fenced, Owned, lease_wait
 from ..ports import Change, WriteResult
 from ..runtime import Context
 from ..status import lag_status, record_lag
@@ -325,8 +325,14 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
     try:
         a = _Applier(ctx, ck, lanes, own)
         stopped_by = _loop(ctx, a, max_seconds, max_files_per_batch)
-    finally:
+    except Exception as e:
         for lane in lanes:  # after a failure: what is still queued is not written
+            lane.shutdown(wait=True, cancel_futures=True)
+        if not isinstance(e, Fenced):  # nothing of this try writes any more: the retry need not wait
+            own.release_after_failure()
+        raise
+    finally:
+        for lane in lanes:
             lane.shutdown(wait=True, cancel_futures=True)
     ck = a.ck
     own.save(ck, release=True)

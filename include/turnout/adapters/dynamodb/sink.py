@@ -137,14 +137,13 @@ class DynamoDBSink(DynamoDBTable):
     def _writer(self):
         """The client for the next BatchWriteItem, round robin over the nodes (``endpoint_urls``: client-side load
         balancing, as for ScyllaDB Alternator). A paced writer's clients make one try per call (botocore's hidden
-        retries of a throttle would bypass the budget)."""
+        retries of a throttle would bypass the budget). Writers do not validate parameters client-side (see
+        DynamoDBConfig.client)."""
         attempts = 1 if self.pace is not None else 3
-        if attempts == 3 and not self.config.endpoint_urls:
-            return self.client  # one node: the table's own client
         with self._lock:
             clients = self._writers.get(attempts)
             if clients is None:
-                clients = self._writers[attempts] = [n.client("dynamodb", attempts=attempts)
+                clients = self._writers[attempts] = [n.client("dynamodb", attempts=attempts, validate=False)
                                                      for n in self.config.nodes()]
             self._turn += 1
             return clients[self._turn % len(clients)]

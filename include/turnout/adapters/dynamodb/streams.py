@@ -38,6 +38,8 @@ class DynamoDBChangeReader:
     :param clock: wall-clock seconds (tests move it)
     """
 
+    plain_images = False  # stream images can hold any type: the change-log writer checks them
+
     def __init__(self, config: DynamoDBConfig | None, position: dict, state: dict | None, *, limit: int = 1000,
                  reader: Any = None, clock: Callable[[], float] = time.time):
         if reader is None:

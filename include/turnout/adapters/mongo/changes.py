@@ -45,6 +45,8 @@ class CaptureStalled(TurnoutError):
 class MongoChangeReader:
     """One change stream per collection, resumed from its token; versions count changes in reading order."""
 
+    plain_images = False  # documents, not wire items: the change-log writer takes its general path
+
     def __init__(self, source: MongoSource, position: dict, state: dict | None, *, limit: int = 1000):
         self.source, self.limit = source, limit
         st = state or {}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from collections.abc import Iterator
 from typing import Any
 
 import bson
-from bson import json_util
+from bson import datetime_ms, json_util
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.json_util import CANONICAL_JSON_OPTIONS
 
@@ -34,10 +35,79 @@ def doc_to_json(doc: dict) -> Any:
 
 
 def doc_from_json(value: Any, where: str = "document") -> Any:
+    """Canonical Extended JSON (as ``json.loads`` returns it) back to BSON values: what ``json_util.loads(
+    json.dumps(value))`` gives (the reference, :func:`doc_from_json_text`), without the second JSON round trip."""
+    try:
+        return _from_ejson(value)
+    except _NotPlain:
+        return doc_from_json_text(value, where)  # not what json.loads returns: the reference path decides
+    except _EJSON_ERRORS as exc:
+        raise RecordError(f"malformed Extended JSON at {where}: {exc}") from None
+
+
+def doc_from_json_text(value: Any, where: str = "document") -> Any:
+    """The reference decode: through JSON text and ``json_util``'s hooks."""
     try:
         return json_util.loads(json.dumps(value), json_options=_JSON_OPTS)
     except _EJSON_ERRORS as exc:
         raise RecordError(f"malformed Extended JSON at {where}: {exc}") from None
+
+
+class _NotPlain(Exception):
+    """A value json.loads never returns (a tuple, a non-string key, a datetime, ...)."""
+
+
+_LEAF = frozenset({str, int, float, bool, type(None)})
+_HOOK = json_util.object_hook
+# the keys json_util.object_hook acts on (all start with "$"); a dict with none of them it returns as it is
+_HOOK_KEYS = frozenset(getattr(json_util, "_PARSERS", ())) or None
+# the wrappers of nearly every value in a canonical document, with a string value, decoded as json_util's parsers
+# decode them (the same constructor on the same string); every other object goes to json_util.object_hook
+_SIMPLE: dict[Any, Any] = {"$numberInt": int, "$numberDouble": float, "$numberLong": bson.Int64,
+                           "$oid": bson.ObjectId}
+_EPOCH = datetime_ms.EPOCH_AWARE  # what json_util's $date gives with tz_aware, no tzinfo (UTC), DATETIME_AUTO
+_MS_RANGE = (-62135596800000, 253402300799999)  # 0001-01-01 .. 9999-12-31T23:59:59.999 UTC: a datetime
+
+
+def _date(ms: Any) -> Any:
+    """{"$date": {"$numberLong": ms}} (ms: the Int64 already decoded) as json_util decodes it."""
+    if type(ms) is bson.Int64 and _MS_RANGE[0] <= ms <= _MS_RANGE[1]:
+        return _EPOCH + timedelta(milliseconds=int(ms))
+    return _HOOK({"$date": ms}, _JSON_OPTS)
+
+
+def _from_ejson(v: Any) -> Any:
+    """json.loads' object_hook applied bottom-up, as the parser applies it (children before their parent)."""
+    t = type(v)
+    if t in _LEAF:
+        return v
+    if t is list:
+        return [x if type(x) in _LEAF else _from_ejson(x) for x in v]
+    if t is not dict:
+        raise _NotPlain
+    d = {}
+    for k, x in v.items():
+        if type(k) is not str:
+            raise _NotPlain
+        tx = type(x)
+        if tx in _LEAF:
+            d[k] = x
+        elif tx is dict and len(x) == 1:
+            ((wk, wx),) = x.items()
+            make = _SIMPLE.get(wk) if type(wx) is str else None
+            d[k] = make(wx) if make is not None else _from_ejson(x)
+        else:
+            d[k] = _from_ejson(x)
+    if len(d) == 1:
+        ((k, x),) = d.items()
+        make = _SIMPLE.get(k) if type(x) is str else None
+        if make is not None:
+            return make(x)
+        if k == "$date":
+            return _date(x)
+    if _HOOK_KEYS is not None and not (d.keys() & _HOOK_KEYS):
+        return d
+    return _HOOK(d, _JSON_OPTS)
 
 
 def encode(doc: dict) -> bytes:
@@ -87,8 +157,8 @@ class BsonCodec:
         if "_id" not in d:
             raise RecordError(f"malformed record in {d['ns']}: expected a doc or an _id")
         if isinstance(d["_id"], str):
-            try:
-                return {"ns": d["ns"], "_id": json_util.loads(d["_id"], json_options=_JSON_OPTS)["_id"]}
+            try:  # json.loads, then the hooks bottom-up: what json_util.loads does in one pass
+                return {"ns": d["ns"], "_id": _from_ejson(json.loads(d["_id"]))["_id"]}
             except Exception as exc:
                 raise RecordError(f"malformed _id in {d['ns']}: {exc}") from None
         return {"ns": d["ns"], "_id": doc_from_json({"_id": d["_id"]}, d["ns"])["_id"]}
@@ -109,8 +179,13 @@ class BsonCodec:
         # _ids in MongoDB); the canonical Extended JSON is already deterministic. Numbers MongoDB's _id index
         # treats as equal (7, Int64(7), 7.0, Decimal128("7")) share one key text, so their changes stay ordered.
         v = key["_id"]
-        num = _number_text(v)
-        idj = {"$num": num} if num is not None else doc_to_json({"_id": v})["_id"]
+        if type(v) is str:  # the most common _ids, as doc_to_json writes them
+            idj: Any = v
+        elif type(v) is bson.ObjectId:
+            idj = {"$oid": str(v)}
+        else:
+            num = _number_text(v)
+            idj = {"$num": num} if num is not None else doc_to_json({"_id": v})["_id"]
         return json.dumps({"_id": idj, "ns": key["ns"]}, separators=(",", ":"))
 
 

@@ -5,6 +5,7 @@ A document the target refuses is returned as rejected with the server's reason.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from typing import Callable, Any, Optional
@@ -21,6 +22,27 @@ from .client import (
     with_retry,
 )
 from .codec import MAX_BSON_BYTES, Record, encode
+
+
+def encoded(raw: bytes) -> Any:
+    """A document's BSON bytes for the driver to send as they are (see :func:`_encoded_class`)."""
+    return _encoded_class()(raw)
+
+
+@functools.cache
+def _encoded_class() -> Any:
+    """RawBSONDocument whose truth value comes from its length in bytes. pymongo tests ``if replacement`` before
+    a replace, and a Mapping without ``__bool__`` answers through ``__len__``, which decodes the whole document
+    (about as costly as encoding it); an empty BSON document is 5 bytes."""
+    from bson.raw_bson import RawBSONDocument
+
+    class Encoded(RawBSONDocument):
+        __slots__ = ()
+
+        def __bool__(self) -> bool:
+            return len(self.raw) > 5
+
+    return Encoded
 
 
 class MongoSink(_Mongo):
@@ -124,8 +146,9 @@ class MongoSink(_Mongo):
 
     def apply_changes(self, changes: list[Change]) -> WriteResult:
         """Each put's document is encoded to BSON once: the size check's bytes are what the bulk write sends
-        (RawBSONDocument), not encoded a second time by the driver."""
-        from bson.raw_bson import RawBSONDocument
+        (RawBSONDocument), not encoded nor decoded again by the driver (:class:`Encoded`). One unordered bulk
+        write per namespace: the apply gives a key at most one change per call (coalesced), so no two
+        operations of a call touch the same document and their order does not matter."""
         from pymongo import DeleteOne, ReplaceOne
 
         res = WriteResult()
@@ -139,7 +162,7 @@ class MongoSink(_Mongo):
                     res.rejected.append((rec, f"{rec['ns']}: document is {len(raw)} bytes, over the target's limit "
                                               f"of {limit}"))
                     continue
-                op: ReplaceOne | DeleteOne = ReplaceOne({"_id": c.key["_id"]}, RawBSONDocument(raw), upsert=True)
+                op: ReplaceOne | DeleteOne = ReplaceOne({"_id": c.key["_id"]}, encoded(raw), upsert=True)
                 what = rec
             else:
                 op, what = DeleteOne({"_id": c.key["_id"]}), c.key

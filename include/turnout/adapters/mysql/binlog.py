@@ -61,12 +61,25 @@ def _key_of_raw(schema: TableSchema, row: dict) -> Optional[Item]:
         return None
 
 
+def _key_builder(schema: TableSchema):
+    """:func:`source_key` of a table's row images, without its generic loop for the usual one or two key columns."""
+    name, pk = schema.name, schema.primary_key
+    if len(pk) == 1:
+        (k0,) = pk
+        return lambda img: {TABLE_ATTR: {"S": name}, k0: img[k0]}
+    if len(pk) == 2:
+        k0, k1 = pk
+        return lambda img: {TABLE_ATTR: {"S": name}, k0: img[k0], k1: img[k1]}
+    return functools.partial(source_key, schema)
+
+
 @functools.lru_cache(maxsize=512)
 def _plan(schema: TableSchema) -> tuple:
-    """(row image -> neutral item, the set of column names a row image must have) of a table, built once."""
+    """(row image -> neutral item, the set of column names a row image must have, neutral item -> source key) of
+    a table, built once."""
     names = frozenset(c.name for c in schema.columns)
     unnamed = any(n.startswith("UNKNOWN_COL") for n in names)  # never matches: _check_columns says why
-    return converters(schema)[1], frozenset() if unnamed else names
+    return converters(schema)[1], frozenset() if unnamed else names, _key_builder(schema)
 
 
 class Truncated(TurnoutError):
@@ -75,6 +88,10 @@ class Truncated(TurnoutError):
 
 class BinlogChangeReader:
     """Reads row events of the migrated tables from a (file, position), whole transactions at a time."""
+
+    # every key and image this reader returns is a plain wire item (S/N text, B bytes, NULL): the row converters
+    # and neutral_value give nothing else, so the change log need not walk them again (changelog.encode_file)
+    plain_images = True
 
     def __init__(self, source: MySQLSource, position: dict, state: dict | None, *, limit: int = 1000):
         self.source, self.limit = source, limit
@@ -200,32 +217,34 @@ class BinlogChangeReader:
             self._live = None
 
     def _changes(self, ev, schema: TableSchema, stream, rejected: list) -> list[Change]:
-        """One rows event as changes (versions completed with the commit position by the caller)."""
+        """One rows event as changes (versions completed with the commit position by the caller). Every row
+        through the table's plan (built once); a row that cannot be decoded is dead-lettered, never dropped."""
         from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
 
         end, file = stream.log_pos, stream.log_file
         kind = 0 if isinstance(ev, WriteRowsEvent) else 1 if isinstance(ev, UpdateRowsEvent) else 2
         created = float(ev.timestamp)
-        plan = _plan(schema)  # once per event, not per row
+        build, expected, key_of = _plan(schema)
+        img_of = (lambda v: build(v) if v.keys() == expected else self._img(schema, v, (build, expected)))
+        at = f"{file}:{end}#"
         out = []
         for i, row in enumerate(ev.rows):
             try:
                 if kind == 0:
-                    img, old, op = self._img(schema, row["values"], plan), None, "put"
+                    img = img_of(row["values"])
+                    out.append(Change(key_of(img), "put", img, [end, i], created, at + str(i), None))
                 elif kind == 1:
-                    img, old, op = (self._img(schema, row["after_values"], plan),
-                                    self._img(schema, row["before_values"], plan), "put")
+                    img = img_of(row["after_values"])
+                    out.append(Change(key_of(img), "put", img, [end, i], created, at + str(i),
+                                      img_of(row["before_values"])))
                 else:
-                    img, old, op = None, self._img(schema, row["values"], plan), "delete"
-                key = source_key(schema, img or old or {})
+                    old = img_of(row["values"])
+                    out.append(Change(key_of(old), "delete", None, [end, i], created, at + str(i), old))
             except SchemaChanged:
                 raise
             except Exception as exc:  # a row this reader cannot decode: dead-lettered, never dropped
                 rejected.append((repr(row)[:2000], f"binlog {file}:{end} table {ev.table}: cannot decode "
                                  f"row: {exc}", _key_of_raw(schema, row)))
-                continue
-            out.append(Change(key=key, op=op, image=img, version=[end, i], created_at=created,
-                              origin=f"{file}:{end}#{i}", old_image=old))
         return out
 
     def _events(self, stream):
@@ -242,7 +261,7 @@ class BinlogChangeReader:
             raise
 
     def _img(self, schema: TableSchema, values: dict, plan: tuple) -> Item:
-        build, expected = plan
+        build, expected = plan[:2]
         if values.keys() != expected:  # the columns preflight recorded, or SchemaChanged
             self._check_columns(schema, values)
         return build(values)

@@ -61,12 +61,16 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def float32_text(v: float) -> float:
+_F32 = struct.Struct("<f")
+_G = ("%.6g", "%.7g", "%.8g", "%.9g")  # "%.{p}g" % v is f"{v:.{p}g}"
+
+
+def float32_text(v: float, _pack=_F32.pack, _formats=_G) -> float:
     """The shortest decimal that is the same float32 (what MySQL prints for a FLOAT column)."""
-    packed = struct.pack("<f", v)
-    for p in range(6, 10):
-        x = float(f"{v:.{p}g}")
-        if struct.pack("<f", x) == packed:
+    packed = _pack(v)
+    for fmt in _formats:
+        x = float(fmt % v)
+        if _pack(x) == packed:
             return x
     return v
 

@@ -32,29 +32,13 @@ class _TablePlan:
         self.key_columns = tuple(dict.fromkeys(f for t in (self.pk, self.sk) if t is not None for f, _ in t.fields))
 
 
-_SHORT_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
-
-
-def _number(text: str) -> str:
-    """check_number's answer, without Decimal for a short plain decimal (at most 28 characters: within DynamoDB's
-    digits and range, and written without an exponent): leading and trailing zeros dropped, -0 is 0."""
-    m = _SHORT_DECIMAL.fullmatch(text) if text.__class__ is str and len(text) <= 28 else None
-    if m is None:
-        return check_number(text)
-    sign, whole, frac = m.groups()
-    whole, frac = whole.lstrip("0"), (frac or "").rstrip("0")
-    if not whole and not frac:
-        return "0"
-    return sign + (whole or "0") + ("." + frac if frac else "")
-
-
 def _cast(col, cast: str, av: dict) -> Optional[dict]:
     """cast_value, its two most common cases (text as text, a number as a number) inline."""
     if len(av) == 1:
         if cast == "string" and "S" in av:
             return {"S": av["S"]}
         if cast == "number" and "N" in av:
-            return {"N": _number(av["N"])}
+            return {"N": check_number(av["N"])}
     return cast_value(col, cast, av)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -144,8 +145,25 @@ def _fail(table: str, key: Any, column: str, msg: str) -> RecordError:
     return RecordError(f"table {table!r} key {key}: column {column!r}: {msg}", key=None)
 
 
+_SHORT_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+
+
 def check_number(text: str) -> str:
-    """A DynamoDB number, exactly, or ValueError saying why not."""
+    """A DynamoDB number, exactly, or ValueError saying why not. A short plain decimal (at most 28 characters:
+    within DynamoDB's digits and range, written without an exponent) without Decimal: leading and trailing zeros
+    dropped, -0 is 0 (what :func:`check_number_by_decimal` gives it)."""
+    m = _SHORT_DECIMAL.fullmatch(text) if text.__class__ is str and len(text) <= 28 else None
+    if m is None:
+        return check_number_by_decimal(text)
+    sign, whole, frac = m.groups()
+    whole, frac = whole.lstrip("0"), (frac or "").rstrip("0")
+    if not whole and not frac:
+        return "0"
+    return sign + (whole or "0") + ("." + frac if frac else "")
+
+
+def check_number_by_decimal(text: str) -> str:
+    """:func:`check_number` by Decimal, for any text."""
     try:
         d = Decimal(text)
     except InvalidOperation:
@@ -183,6 +201,7 @@ def _parse_datetime(text: str) -> tuple[dt.datetime, bool, bool]:
     return value, m.group(4) is not None, bool(m.group(7))
 
 
+@functools.lru_cache(maxsize=4096)  # a row's date is rendered for its key and again for its attribute
 def _iso(text: str, data_type: str, fsp: int = 0) -> str:
     """ISO-8601 text; a column with fractional seconds (fsp > 0) always gets them, so its texts have one width
     (also for a text staged without its zero fraction by an earlier release)."""
