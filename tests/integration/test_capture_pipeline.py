@@ -101,3 +101,43 @@ def test_checkpoint_never_passes_a_file_in_flight_and_a_restart_captures_everyth
     assert Counter(c.image["status"]["S"] for c in changes) == Counter(f"U{i}" for i in range(UPDATES))
     versions = [c.version for c in changes]
     assert versions == sorted(versions)  # in commit order
+
+
+def test_the_tip_is_reported_only_once_the_files_read_before_it_are_durable(stack, tmp_path):
+    """The heartbeat's tip_poll_at tells the cutover's drain that everything before it is in the change log. With
+    the last file's put held, a poll at the tip must not be reported until that file is durable: the order of the
+    writes is recorded, the put is held until a heartbeat shows the tip (the defect) or a few seconds pass."""
+    db = uniq("tip")
+    wm.create_database(stack["mariadb"], db)
+    wm.seed(stack["mariadb"], db, 5, orders_per_customer=1, lines_per_order=1)
+    spec = shop_spec(tmp_path, db, uniq("t"), **{"capture.heartbeat_seconds": 0.2,
+                                                 "capture.poll_interval_seconds": 0.05})
+    ctx = ctx_for(stack, spec)
+    phases.preflight(ctx)
+    phases.start_cdc(ctx)
+    sql(stack, ["UPDATE orders SET status = 'late'"], db)  # one transaction: change-log file 0
+
+    events: list[tuple[str, object]] = []
+    tip_shown, file_key = threading.Event(), changelog.file_key(0)
+    real_put_if, real_put_json = ctx.staging.put_if, ctx.staging.put_json
+
+    def put_if(key, data, etag):
+        if key.endswith(file_key):
+            tip_shown.wait(5)  # held: until the tip is shown (the defect), or 5 s
+            out = real_put_if(key, data, etag)
+            events.append(("file 0 durable", None))
+            return out
+        return real_put_if(key, data, etag)
+
+    def put_json(key, doc):
+        real_put_json(key, doc)
+        if key.endswith(layout.CAPTURE_HEARTBEAT) and doc.get("tip_poll_at") is not None:
+            events.append(("tip shown", doc["tip_poll_at"]))
+            tip_shown.set()
+
+    ctx.staging.put_if, ctx.staging.put_json = put_if, put_json
+    out = capture_until(ctx, 5)
+    assert out["records"] == 5, out
+    kinds = [k for k, _ in events]
+    assert "file 0 durable" in kinds and "tip shown" in kinds, events
+    assert kinds.index("file 0 durable") < kinds.index("tip shown"), events

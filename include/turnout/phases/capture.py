@@ -176,6 +176,9 @@ class _Capture:
             self.writer.submit(n, p.changes, p.rejected, dl_name, ctx.clock(), dict(ck))
         self.at_tip = p.at_tip
         if p.at_tip:
+            # the tip is reported (heartbeat tip_poll_at: the cutover's drain and the stop handshake trust it) only
+            # once every file read before it is durable; at the tip nothing is gained by overlapping
+            self.writer.wait()
             self.tip_poll_at = poll_started
 
     def report(self) -> None:
