@@ -211,9 +211,7 @@ class LocalAirflow:
         db = self.home / "airflow.db"
         template = None
         if self.executor == "local" and not db.exists():
-            from importlib.metadata import version
-
-            template = ROOT / ".deps" / "airflow-db" / f"airflow-{version('apache-airflow')}.sqlite"
+            template = ROOT / ".deps" / "airflow-db" / f"airflow-{_airflow_fingerprint()}.sqlite"
             if template.exists():
                 shutil.copyfile(template, db)
                 return
@@ -367,6 +365,17 @@ class LocalAirflow:
 
 
 import urllib.parse  # noqa: E402  (used above)
+
+
+def _airflow_fingerprint() -> str:
+    """Airflow's version and a digest of every installed apache-airflow* distribution's version: a provider that
+    brings its own migrations changes the database a migrate makes, so it gets its own template."""
+    import hashlib
+    from importlib.metadata import distributions, version
+
+    names = sorted({f"{d.metadata['Name']}=={d.version}".lower() for d in distributions()
+                    if (d.metadata["Name"] or "").lower().startswith("apache-airflow")})
+    return f"{version('apache-airflow')}-{hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:12]}"
 
 
 def kill_pid(pid: int) -> None:
