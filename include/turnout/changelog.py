@@ -97,12 +97,7 @@ def encode_file(changes: list[Change], captured_at: float, codec=DYNAMODB, *, pl
 def write_file(staging: Staging, n: int, changes: list[Change], captured_at: float, codec=DYNAMODB, *,
                plain: bool = False) -> bool:
     """Write change-log file ``n`` once: False (and nothing written) if it exists already."""
-    return put_file(staging, n, encode_file(changes, captured_at, codec, plain=plain))
-
-
-def put_file(staging: Staging, n: int, data: bytes) -> bool:
-    """Put encoded change-log file ``n`` once: False (and nothing written) if it exists already."""
-    return staging.put_new(file_key(n), data)
+    return staging.put_new(file_key(n), encode_file(changes, captured_at, codec, plain=plain))
 
 
 def read_file(staging: Staging, n: int, codec=DYNAMODB) -> list[Change]:

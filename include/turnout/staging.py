@@ -88,10 +88,12 @@ class Staging:
         decode = _LINE_DECODER.decode
         for n, line in enumerate(raw.splitlines(), 1):
             try:
-                yield decode(line)
-                continue
+                doc = decode(line)
             except msgspec.DecodeError:
                 pass
+            else:
+                yield doc
+                continue
             if line.strip():
                 try:
                     yield json.loads(line)

@@ -323,17 +323,16 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
     indexes_after_data(ctx)  # the bulk load is done (apply runs after it)
     lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"apply-lane-{i}") for i in range(ctx.spec.apply.lanes)]
     try:
-        a = _Applier(ctx, ck, lanes, own)
-        stopped_by = _loop(ctx, a, max_seconds, max_files_per_batch)
+        try:
+            a = _Applier(ctx, ck, lanes, own)
+            stopped_by = _loop(ctx, a, max_seconds, max_files_per_batch)
+        finally:
+            for lane in lanes:  # after a failure: what is still queued is not written
+                lane.shutdown(wait=True, cancel_futures=True)
     except Exception as e:
-        for lane in lanes:  # after a failure: what is still queued is not written
-            lane.shutdown(wait=True, cancel_futures=True)
         if not isinstance(e, Fenced):  # nothing of this try writes any more: the retry need not wait
             own.release_after_failure()
         raise
-    finally:
-        for lane in lanes:
-            lane.shutdown(wait=True, cancel_futures=True)
     ck = a.ck
     own.save(ck, release=True)
     a.heartbeat(stopped=stopped_by == "stop requested")

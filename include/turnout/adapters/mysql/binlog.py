@@ -224,8 +224,12 @@ class BinlogChangeReader:
         end, file = stream.log_pos, stream.log_file
         kind = 0 if isinstance(ev, WriteRowsEvent) else 1 if isinstance(ev, UpdateRowsEvent) else 2
         created = float(ev.timestamp)
-        build, expected, key_of = _plan(schema)
-        img_of = (lambda v: build(v) if v.keys() == expected else self._img(schema, v, (build, expected)))
+        plan = _plan(schema)  # once per event, not per row
+        key_of = plan[2]
+
+        def img_of(values: dict) -> Item:
+            return self._img(schema, values, plan)
+
         at = f"{file}:{end}#"
         out = []
         for i, row in enumerate(ev.rows):
@@ -261,7 +265,7 @@ class BinlogChangeReader:
             raise
 
     def _img(self, schema: TableSchema, values: dict, plan: tuple) -> Item:
-        build, expected = plan[:2]
+        build, expected = plan[0], plan[1]
         if values.keys() != expected:  # the columns preflight recorded, or SchemaChanged
             self._check_columns(schema, values)
         return build(values)
