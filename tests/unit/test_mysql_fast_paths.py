@@ -129,6 +129,29 @@ def test_change_log_keeps_failing_closed(tmp_path):
     assert not st.exists(changelog.file_key(0))
 
 
+def test_mysql_export_chunks_are_written_unchecked_and_the_same(tmp_path):
+    """The MySQL source's chunk format skips the plain-item walk (its row converters give plain wire items only):
+    its chunks are byte for byte what the checked path writes, and read back to the same items."""
+    from turnout.adapters import mysql as mysql_adapter
+
+    fmt = mysql_adapter.SOURCE.chunks()
+    assert fmt.plain
+    st = LocalStaging(str(tmp_path))
+    recs = [image(T, tuple(r)) for r in ROWS]
+    assert all(plain_wire(r) for r in recs)  # the claim the unchecked path rests on
+    bad = recs.pop()  # text that is not UTF-8 (a lone surrogate): refused by both paths, as json.dumps refused it
+    for f, key in ((fmt, "export/bad-p"), (JsonlChunks(DYNAMODB), "export/bad-c")):
+        with pytest.raises(UnicodeEncodeError):
+            f.write(st, key, [*recs, bad], {})
+        assert not st.exists(key + ".jsonl.gz")
+    name, size = fmt.write(st, "export/p", recs, {})
+    checked, _ = JsonlChunks(DYNAMODB).write(st, "export/c", recs, {})
+    data = st.get_bytes(name)
+    assert size == len(data) and gzip.decompress(data) == gzip.decompress(st.get_bytes(checked))
+    assert _lines(data) == _old_lines([item_to_json(r) for r in recs])
+    assert [r for r, _ in fmt.read(st, name)] == recs
+
+
 def test_export_chunk_lines_match_the_standard_encoding(tmp_path):
     st = LocalStaging(str(tmp_path))
     recs = [IMG, ODD, image(T, tuple(ROWS[1]))]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from typing import Any, Optional
-
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Optional
 
 from .. import layout, state
 from ..fencing import Owned
@@ -93,3 +95,59 @@ def owned(ctx: Context, key: str, what: str, default: dict) -> Owned:
     """This try's ownership of a checkpoint record (see :mod:`turnout.fencing`); call ``take()`` on it."""
     who = {**ctx.whoami(), "try": uuid.uuid4().hex[:8], "run_id": ctx.run_id}
     return Owned(ctx.staging, key, what, who, default, ctx.clock, ctx.spec.staging.lease_seconds)
+
+
+class OneInFlight:
+    """Writes handed over in order to one writer thread, at most one in flight: a job starts only after the one
+    before it succeeded, and a failed job's error is raised to the caller at its next ``submit``, ``check`` or
+    ``wait``. The caller reads on meanwhile (the next chunk, the next poll) and owns what a job describes only once
+    ``wait`` returned: a checkpoint a job saves never runs ahead of a write that is not durable."""
+
+    def __init__(self, name: str):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._job: Optional[Future] = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.wait()
+        self._job = self._pool.submit(fn, *args)
+
+    def check(self) -> None:
+        """Raise the error of a finished job (without waiting for one in flight)."""
+        if self._job is not None and self._job.done():
+            self.wait()
+
+    def wait(self) -> None:
+        """Every job handed over is done (or its error is raised here)."""
+        job, self._job = self._job, None
+        if job is not None:
+            job.result()
+
+    def abandon(self, log: Any, what: str) -> None:
+        """After an error of the caller's own: let the job in flight finish (its error is logged: the first error
+        is the one raised), and stop the thread."""
+        try:
+            self.wait()
+        except BaseException as exc:  # noqa: BLE001
+            log.warning("TURNOUT %s: the write in flight also failed: %r", what, exc)
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """The cyclic garbage collector off while a capture's poll builds its batch (at most max_records_per_file
+    changes) or the export reads and converts a page: a few dozen small objects a record, freed by reference
+    counting. Left on, the batch's allocations set it off again and again, and each full collection rescans every
+    long-lived object of the process, a cost that grows with the process and buys nothing here. Back on (if it
+    was) whatever happens; what a batch leaves is collected then. The switch is process-wide: a thread running
+    meanwhile (another unit, the writer) allocates unwatched for as long, which costs nothing but the wait."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -17,10 +17,7 @@ that file like a restart does. A zombie stops at its next checkpoint or heartbea
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional
 
 from .. import changelog, layout, state
@@ -29,25 +26,9 @@ from ..fencing import Owned
 from ..ports import Change, ChangeReader
 from ..runtime import Context
 from ..status import lag_status, record_lag
-from ._common import dead_letter, owned, stop_requested
+from ._common import OneInFlight, dead_letter, gc_paused, owned, stop_requested
 
 _FRESH = {"next_file": 0, "records": 0, "skipped_old": 0, "reader": {}}
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """The cyclic garbage collector off while a poll builds its batch (at most max_records_per_file changes, a few
-    dozen small objects each, freed by reference counting). Left on, the batch's allocations set it off again and
-    again, and each full collection rescans every long-lived object of the process, a cost that grows with the
-    process and buys nothing here. Back on (if it was) whatever happens; what a poll leaves is collected then."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class _FileExists(Exception):
@@ -70,22 +51,22 @@ def _adopt(ctx: Context, reader: ChangeReader, ck: dict) -> None:
 
 
 class _Writer:
-    """The capture's writes, in order, one in flight: a job writes its poll's dead letters, then its change-log
-    file (at most once: :class:`_FileExists` if it exists), then the checkpoint that describes it (Fenced if
-    another try took the record). A job starts only after the one before it succeeded, so a checkpoint never
-    runs ahead of a file that is not durable and a fenced try writes nothing after the write that found out."""
+    """The capture's writes, in order, one in flight (:class:`OneInFlight`): a job writes its poll's dead letters,
+    then its change-log file (at most once: :class:`_FileExists` if it exists), then the checkpoint that describes
+    it (Fenced if another try took the record). A job starts only after the one before it succeeded, so a
+    checkpoint never runs ahead of a file that is not durable and a fenced try writes nothing after the write that
+    found out."""
 
     def __init__(self, ctx: Context, own: Owned, ck: dict, plain: bool):
         self.ctx, self.own, self.plain = ctx, own, plain
         self.durable = dict(ck)  # the checkpoint as last saved (what the heartbeat reports)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="turnout-capture-writer")
-        self._job: Optional[Future] = None
+        self._jobs = OneInFlight("turnout-capture-writer")
+        self.check, self.wait, self.close = self._jobs.check, self._jobs.wait, self._jobs.close
 
     def submit(self, n: Optional[int], changes: list[Change], rejected: list, dl_name: str, captured_at: float,
                ck: dict) -> None:
         """Hand over file ``n`` (None: no file, only the checkpoint) after the job before it is durable."""
-        self.wait()
-        self._job = self._pool.submit(self._write, n, changes, rejected, dl_name, captured_at, ck)
+        self._jobs.submit(self._write, n, changes, rejected, dl_name, captured_at, ck)
 
     def _write(self, n: Optional[int], changes: list[Change], rejected: list, dl_name: str, captured_at: float,
                ck: dict) -> None:
@@ -97,28 +78,8 @@ class _Writer:
         self.own.save(ck)  # after the change log write is durable; Fenced if another try took over
         self.durable = ck
 
-    def check(self) -> None:
-        """Raise the error of a finished job (without waiting for one in flight)."""
-        if self._job is not None and self._job.done():
-            self.wait()
-
-    def wait(self) -> None:
-        """Every job handed over is durable (or its error is raised here)."""
-        job, self._job = self._job, None
-        if job is not None:
-            job.result()
-
     def abandon(self) -> None:
-        """After an error of the capture itself: let the job in flight finish (its error is logged: the first
-        error is the one raised), and stop the thread."""
-        try:
-            self.wait()
-        except BaseException as exc:  # noqa: BLE001
-            self.ctx.log.warning("TURNOUT capture: the change-log write in flight also failed: %r", exc)
-        self.close()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._jobs.abandon(self.ctx.log, "capture")
 
 
 class _Capture:
@@ -162,7 +123,7 @@ class _Capture:
         ctx, ck = self.ctx, self.ck
         self.writer.check()
         poll_started = ctx.clock()
-        with _gc_paused():
+        with gc_paused():
             p = self.reader.poll()
         reader_state = self.reader.state()
         if p.changes or p.skipped_old or p.rejected or reader_state != ck["reader"]:

@@ -13,10 +13,11 @@ from typing import Any, Optional
 
 from .. import layout, state
 from ..errors import TurnoutError
+from ..fencing import Fenced, Owned
 from ..retry import TokenBucket
 from ..runtime import Context
 from ..shares import BudgetShare
-from ._common import PROGRESS_SECONDS, owned, unit_budgets
+from ._common import PROGRESS_SECONDS, OneInFlight, gc_paused, owned, unit_budgets
 from .native_export import export_native_file
 
 
@@ -95,9 +96,86 @@ class _ReadBudget:
         return fit if fit * 2 < page or fit > page * 2 else page
 
 
+def _paused_pages(pages: Iterator[tuple[list[Any], Any]]) -> Iterator[tuple[list[Any], Any]]:
+    """The source's pages, each read and converted with the cyclic collector paused (:func:`gc_paused`)."""
+    while True:
+        with gc_paused():
+            page = next(pages, None)
+        if page is None:
+            return
+        yield page
+
+
+class _Chunks:
+    """The unit's chunks, written in order in a writer thread, one in flight (:class:`OneInFlight`), while the
+    source is read for the next one: ``ck`` (what is durable) is the writer's alone until ``finish`` returned."""
+
+    def __init__(self, ctx: Context, segment: int, unit: dict, own: Owned, ck: dict):
+        self.ctx, self.segment, self.unit, self.own, self.ck = ctx, segment, unit, own, ck
+        self.size = ctx.spec.export.chunk_items
+        self.buf: list[Any] = []
+        self.chunks, self.items = len(ck["chunks"]), ck["items"]  # handed to the writer
+        self.writer = OneInFlight(f"turnout-export-writer-{segment}")
+
+    def add(self, items: list[Any], pos: Any) -> None:
+        self.buf.extend(items)
+        if (len(self.buf) >= self.size or pos is None) and self.buf:
+            self.flush(pos)
+        self.writer.check()
+
+    def flush(self, pos: Any) -> None:
+        self.writer.submit(self._write, self.buf, pos, self.chunks)
+        self.chunks += 1
+        self.items += len(self.buf)
+        self.buf = []
+
+    def _write(self, records: list[Any], pos: Any, n: int) -> None:  # in the writer thread, chunk after chunk
+        ctx, ck = self.ctx, self.ck
+        name, nbytes = ctx.chunks.write(ctx.staging, layout.chunk_prefix(self.segment, n, self.own.epoch), records,
+                                        self.unit)
+        ck["chunks"].append({"key": name, "items": len(records), "bytes": nbytes})
+        ck["items"] += len(records)
+        ck["resume"] = ctx.source_codec.to_json(pos) if pos else None
+        ck["updated_at"] = ctx.clock()
+        self.own.save(ck)  # the checkpoint moves only after the chunk is durable; Fenced if another try took over
+
+    def finish(self) -> None:
+        if self.buf:
+            self.flush(None)
+        self.writer.wait()
+
+    def abandon(self, exc: BaseException) -> None:
+        """After an error: the write in flight finished, the thread stopped, and the lease given up unless another
+        try took it (nothing of this try writes any more: the retry need not wait)."""
+        self.writer.abandon(self.ctx.log, f"export unit {self.segment}")
+        if not isinstance(exc, Fenced):
+            self.own.release_after_failure()
+
+
+def _copy(ctx: Context, unit: dict, resume: Any, size: int, reads: _ReadBudget, bucket: TokenBucket,
+          out: _Chunks, progress: _Progress) -> None:
+    """Read the unit from ``resume`` into ``out``; a read budget may size the pages anew (the reader then starts
+    again after the last page read)."""
+    resumable = unit.get("resumable", True)
+    while size:
+        for items, pos in _paused_pages(ctx.source.read_unit(unit, resume, size)):
+            bucket.take(len(items))
+            nxt = reads.charge(items, size)
+            out.add(items, pos)
+            progress.tick(out.items + len(out.buf), out.chunks)
+            resume = pos
+            if pos is None:
+                return
+            if nxt != size and resumable:
+                size = nxt
+                break
+        else:
+            return
+
+
 def export_segment(ctx: Context, segment: int) -> dict:
     """Copy one export unit into compressed chunks in staging; the checkpoint moves only after a chunk is
-    durable."""
+    durable. Chunks are written in order, one in flight, while the next one is read."""
     st = ctx.staging
     plan = state.load(st, layout.EXPORT_PLAN)
     if plan is None:
@@ -118,9 +196,7 @@ def export_segment(ctx: Context, segment: int) -> dict:
     rate = rl.read_items_per_second / rl.parallel_tasks
     bucket = TokenBucket(rate)
     reads = _ReadBudget(ctx, unit_budgets(ctx)["read"], segment, total)
-    chunk_items = ctx.spec.export.chunk_items
-    page = max(1, min(1000, chunk_items, int(rate) or 1000))
-    buf: list[Any] = []
+    page = max(1, min(1000, ctx.spec.export.chunk_items, int(rate) or 1000))
     if not unit.get("resumable", True):  # read again from its start (e.g. a dump tool's whole-collection dump)
         ck.update(chunks=[], items=0, resume=None)
     resume = ck["resume"]
@@ -128,39 +204,19 @@ def export_segment(ctx: Context, segment: int) -> dict:
         resume = ctx.source_codec.from_json(resume)
         ctx.log.info("TURNOUT export segment=%d resuming after %d items, %d chunks", segment, ck["items"],
                      len(ck["chunks"]))
-
-    def flush(pos: Any) -> None:
-        name, nbytes = ctx.chunks.write(st, layout.chunk_prefix(segment, len(ck["chunks"]), own.epoch), buf, unit)
-        ck["chunks"].append({"key": name, "items": len(buf), "bytes": nbytes})
-        ck["items"] += len(buf)
-        ck["resume"] = ctx.source_codec.to_json(pos) if pos else None
-        ck["updated_at"] = ctx.clock()
-        own.save(ck)  # the checkpoint moves only after the chunk is durable; Fenced if another try took over
-        buf.clear()
-
     est = (state.load(st, layout.PREFLIGHT) or {}).get("item_count_estimate") or 0
     expected = unit.get("rows") or (est / total if est else 0)  # this unit's share, for the ETA
     progress = _Progress(ctx, segment, total, expected, ck["items"])
     size = reads.first_page(page) if unit.get("resumable", True) else page
-    while size:  # read on; a read budget may size the pages anew (the reader starts again from the last page)
-        for items, pos in ctx.source.read_unit(unit, resume, size):
-            bucket.take(len(items))
-            nxt = reads.charge(items, size)
-            buf.extend(items)
-            if (len(buf) >= chunk_items or pos is None) and buf:
-                flush(pos)
-            progress.tick(ck["items"] + len(buf), len(ck["chunks"]))
-            resume = pos
-            if pos is None:
-                size = 0
-                break
-            if nxt != size and unit.get("resumable", True):
-                size = nxt
-                break
-        else:
-            size = 0
-    if buf:
-        flush(None)
+    out = _Chunks(ctx, segment, unit, own, ck)
+    try:
+        _copy(ctx, unit, resume, size, reads, bucket, out, progress)
+        out.finish()
+    except BaseException as e:
+        out.abandon(e)
+        raise
+    finally:
+        out.writer.close()
     ck["done"], ck["resume"] = True, None
     ck["finished_at"] = ck["updated_at"] = ctx.clock()
     own.save(ck, release=True)

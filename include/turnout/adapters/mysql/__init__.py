@@ -32,7 +32,7 @@ def _open_source(ctx: Any) -> MySQLSource:
 def _chunks() -> Any:
     from ...chunks import JsonlChunks
 
-    return JsonlChunks(_codec())
+    return JsonlChunks(_codec(), plain=True)  # rows through the row converters: plain wire items only
 
 
 def transform(spec: Any, facts: dict) -> RelationalTransform:
