@@ -151,3 +151,17 @@ def gc_paused():
         yield
     finally:
         gc.enable()
+
+
+@contextlib.contextmanager
+def long_lived_frozen():
+    """What the process holds when a long phase starts (Airflow, the drivers, their models: hundreds of thousands of
+    objects) moved out of the cyclic collector's sight for the phase (``gc.freeze``), and back after it whatever
+    happens (``gc.unfreeze``). A full collection then scans what the phase made, not the whole process again and
+    again; the phase's own objects are collected as before. The switch is process-wide: phases in threads of one
+    process (tests, benches) may end each other's freeze early, which costs only the gain."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

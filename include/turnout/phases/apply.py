@@ -25,7 +25,7 @@ from ..fencing import Fenced, Owned, lease_wait
 from ..ports import Change, WriteResult
 from ..runtime import Context
 from ..status import lag_status, record_lag
-from ._common import dead_letter, owned, source_key_or_none, stop_requested
+from ._common import dead_letter, gc_paused, long_lived_frozen, owned, source_key_or_none, stop_requested
 from .indexes import indexes_after_data
 
 
@@ -181,14 +181,16 @@ class _Applier:
         files: list[tuple[int, list[Change]]] = []
         size = 0
         while len(files) < max_files and size < self.batch_changes and (size == 0 or self.pending):
-            got = next_files(self.ctx, self.read_at + len(files), 1)
+            with gc_paused():  # a file's changes: thousands of small objects, freed by reference counting
+                got = next_files(self.ctx, self.read_at + len(files), 1)
             if not got:
                 break
             files += got
             size += len(got[0][1])
         if not files:
             return None
-        b = read_batch(self.ctx, files, self.ledger, self.newest)
+        with gc_paused():
+            b = read_batch(self.ctx, files, self.ledger, self.newest)
         self.read_at, self.newest = b.files[-1] + 1, b.newest
         return b
 
@@ -324,8 +326,9 @@ def run_apply(ctx: Context, *, max_seconds: float | None = None, max_files_per_b
     lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"apply-lane-{i}") for i in range(ctx.spec.apply.lanes)]
     try:
         try:
-            a = _Applier(ctx, ck, lanes, own)
-            stopped_by = _loop(ctx, a, max_seconds, max_files_per_batch)
+            with long_lived_frozen():
+                a = _Applier(ctx, ck, lanes, own)
+                stopped_by = _loop(ctx, a, max_seconds, max_files_per_batch)
         finally:
             for lane in lanes:  # after a failure: what is still queued is not written
                 lane.shutdown(wait=True, cancel_futures=True)

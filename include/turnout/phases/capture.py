@@ -26,7 +26,7 @@ from ..fencing import Owned
 from ..ports import Change, ChangeReader
 from ..runtime import Context
 from ..status import lag_status, record_lag
-from ._common import OneInFlight, dead_letter, gc_paused, owned, stop_requested
+from ._common import OneInFlight, dead_letter, gc_paused, long_lived_frozen, owned, stop_requested
 
 _FRESH = {"next_file": 0, "records": 0, "skipped_old": 0, "reader": {}}
 
@@ -170,6 +170,31 @@ def _open(ctx: Context, pos: dict, own: Owned, ck: dict) -> ChangeReader:
     return reader
 
 
+def _loop(ctx: Context, cap: _Capture, pos: dict, own: Owned, max_seconds: float | None) -> str:
+    """Poll until a stop (requested, or max_seconds); the reason. A change-log file that a fenced try wrote is
+    adopted by reopening the reader at the checkpoint."""
+    while True:
+        try:
+            stopped_by = cap.stop_reason(max_seconds)
+            if stopped_by:
+                cap.writer.wait()  # every file handed over durable and checkpointed before the last checkpoint
+                return stopped_by
+            cap.poll_once()
+        except _FileExists as exc:
+            own.check()  # Fenced if the file is a newer owner's
+            ctx.log.warning("TURNOUT capture: change log file %s was written by a try that has since been "
+                            "fenced; reopening the reader at the checkpoint to adopt it", exc.args[0])
+            cap.reader.close()
+            cap.writer.close()  # its job failed: nothing in flight; what was read after it is read again
+            ck = own.reload()
+            cap.reader = _open(ctx, pos, own, ck)
+            cap.reopen(ck)
+            continue
+        cap.report()
+        if cap.at_tip:
+            time.sleep(ctx.spec.capture.poll_interval_seconds)
+
+
 def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict[str, Any]:
     st = ctx.staging
     pos = state.load(st, layout.POSITIONS)
@@ -180,26 +205,8 @@ def run_capture(ctx: Context, *, max_seconds: float | None = None) -> dict[str, 
     cap = _Capture(ctx, _open(ctx, pos, own, ck), ck, own)
     stopped_by = None
     try:
-        while True:
-            try:
-                stopped_by = cap.stop_reason(max_seconds)
-                if stopped_by:
-                    cap.writer.wait()  # every file handed over durable and checkpointed before the last checkpoint
-                    break
-                cap.poll_once()
-            except _FileExists as exc:
-                own.check()  # Fenced if the file is a newer owner's
-                ctx.log.warning("TURNOUT capture: change log file %s was written by a try that has since been "
-                                "fenced; reopening the reader at the checkpoint to adopt it", exc.args[0])
-                cap.reader.close()
-                cap.writer.close()  # its job failed: nothing in flight; what was read after it is read again
-                ck = own.reload()
-                cap.reader = _open(ctx, pos, own, ck)
-                cap.reopen(ck)
-                continue
-            cap.report()
-            if cap.at_tip:
-                time.sleep(ctx.spec.capture.poll_interval_seconds)
+        with long_lived_frozen():
+            stopped_by = _loop(ctx, cap, pos, own, max_seconds)
         ck = cap.ck
         ck["reader"] = cap.reader.state()
         own.save(ck, release=True)

@@ -17,7 +17,7 @@ from ..fencing import Fenced, Owned
 from ..retry import TokenBucket
 from ..runtime import Context
 from ..shares import BudgetShare
-from ._common import PROGRESS_SECONDS, OneInFlight, gc_paused, owned, unit_budgets
+from ._common import PROGRESS_SECONDS, OneInFlight, gc_paused, long_lived_frozen, owned, unit_budgets
 from .native_export import export_native_file
 
 
@@ -210,8 +210,9 @@ def export_segment(ctx: Context, segment: int) -> dict:
     size = reads.first_page(page) if unit.get("resumable", True) else page
     out = _Chunks(ctx, segment, unit, own, ck)
     try:
-        _copy(ctx, unit, resume, size, reads, bucket, out, progress)
-        out.finish()
+        with long_lived_frozen():
+            _copy(ctx, unit, resume, size, reads, bucket, out, progress)
+            out.finish()
     except BaseException as e:
         out.abandon(e)
         raise
