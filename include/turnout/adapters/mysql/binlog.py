@@ -221,6 +221,8 @@ class BinlogChangeReader:
         through the table's plan (built once); a row that cannot be decoded is dead-lettered, never dropped."""
         from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
 
+        from .rowdecode import rows_of
+
         end, file = stream.log_pos, stream.log_file
         kind = 0 if isinstance(ev, WriteRowsEvent) else 1 if isinstance(ev, UpdateRowsEvent) else 2
         created = float(ev.timestamp)
@@ -232,7 +234,8 @@ class BinlogChangeReader:
 
         at = f"{file}:{end}#"
         out = []
-        for i, row in enumerate(ev.rows):
+        rows = rows_of(ev)
+        for i, row in enumerate(ev.rows if rows is None else rows):
             try:
                 if kind == 0:
                     img = img_of(row["values"])
