@@ -23,7 +23,9 @@ temp dir (127.0.0.1 only, by PID) and stops them at the end, whatever happens.
    holds N records (the save's own time stamp: the bench looks a few times a second, not more, as each
    look costs the shared CPU); then request_stop. The ceiling: a raw pymysqlreplication.BinLogStreamReader
    (blocking=False, the same start position, only Write/Update/DeleteRowsEvent of that schema and
-   those tables) that iterates the events and their decoded rows and nothing else.
+   those tables) that iterates the events and their decoded rows and nothing else. Beside it the same
+   reader with Turnout's row decoder (adapters/mysql/rowdecode.py) in place of the library's: the
+   capture decodes rows itself, so what it adds to reading and decoding is Turnout / that line.
 4. Apply: after the capture's heartbeat shows it stopped (stop already requested, as the engine's
    cutover does), phases.run_apply drains the change log into the loaded DynamoDB Local table and
    returns by itself; changes/s. Then phases.wait_stopped must agree. The ceiling: 8 threads of
@@ -218,9 +220,10 @@ def write_backlog(ep: dict, db: str, customers: int, orders: int, txns: int, see
     return n
 
 
-def raw_binlog(ep: dict, pos: dict, db: str, tables: list[str]) -> tuple[int, int]:
+def raw_binlog(ep: dict, pos: dict, db: str, tables: list[str], decode=None) -> tuple[int, int]:
     """The capture ceiling: one non-blocking BinLogStreamReader from the recorded position, row events of
-    the schema's tables only, every row decoded and counted. Returns (rows, row events)."""
+    the schema's tables only, every row decoded and counted. Returns (rows, row events). ``decode``: a function
+    of the event giving its rows, or None to read ``ev.rows`` (the library's own decoder: the ceiling)."""
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
@@ -236,7 +239,8 @@ def raw_binlog(ep: dict, pos: dict, db: str, tables: list[str]) -> tuple[int, in
             if ev.schema != db:
                 continue
             events += 1
-            for _row in ev.rows:
+            got = decode(ev) if decode else None
+            for _row in ev.rows if got is None else got:
                 rows += 1
     finally:
         stream.close()
@@ -411,6 +415,14 @@ def run(a, customers: int, ep: dict, ddb_ep: str, pids: dict, work: Path, prof: 
     res["cap_r"] = Result("raw BinLogStreamReader, row events only", raw_rows, m, "changes", "mariadb",
                           f"{raw_events} row events")
     check(raw_rows == N, f"raw binlog reader saw {raw_rows} rows, the backlog has {N}")
+    say("capture: raw BinLogStreamReader, rows decoded by Turnout's row decoder (what the capture adds is the rest)")
+    from turnout.adapters.mysql.rowdecode import rows_of
+
+    with Meter(pids) as m:
+        dec_rows, dec_events = raw_binlog(ep, pos, db, list(sp.mapping.tables), decode=rows_of)
+    res["cap_d"] = Result("raw reader + Turnout's row decoder", dec_rows, m, "changes", "mariadb",
+                          f"{dec_events} row events")
+    check(dec_rows == N, f"raw reader with Turnout's decoder saw {dec_rows} rows, the backlog has {N}")
 
     say("capture: Turnout run_capture (thread), until capture/checkpoint.json holds N records")
 
@@ -548,9 +560,11 @@ def print_report(a, customers: int, out: dict, load0) -> None:
     ratio_line(f"Turnout {a.threads} threads / raw in sequence", "exp_tN", "exp_r1")
     client_bound_note(res, ("exp_r1", "exp_rN"), "MariaDB")
     print("capture (server = MariaDB)")
-    for k in ("cap_t", "cap_r"):
+    for k in ("cap_t", "cap_r", "cap_d"):
         print(fmt_row(res[k], 52))
     ratio_line("Turnout / raw binlog reader", "cap_t", "cap_r")
+    ratio_line("Turnout / raw reader + Turnout's row decoder", "cap_t", "cap_d")
+    ratio_line("raw reader: Turnout's row decoder / the library's", "cap_d", "cap_r")
     client_bound_note(res, ("cap_r",), "MariaDB")
     print("apply (server = DynamoDB Local)")
     for k in ("app_t", "lfl_1", "lfl_2", "bwi_1", "bwi_2"):
