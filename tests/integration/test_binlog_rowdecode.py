@@ -12,6 +12,7 @@ import pytest
 import workload_mysql as wm
 from test_engine_mysql import sql, uniq
 from turnout.adapters.mysql.rowdecode import rows_of
+from turnout.errors import TurnoutError
 
 pytestmark = pytest.mark.server
 
@@ -69,7 +70,11 @@ def _read(stack, db, since: tuple) -> list:
     try:
         for ev in r:
             ours = rows_of(ev)  # first: it must leave the event for the library to read whole
-            out.append((ev.table, type(ev).__name__, ours, ev.rows))
+            try:
+                lib = ev.rows
+            except Exception as exc:  # what the library cannot decode
+                lib = exc
+            out.append((ev.table, type(ev).__name__, ours, lib))
     finally:
         r.close()
     return out
@@ -112,6 +117,7 @@ def test_turnouts_row_decoder_gives_what_the_library_gives_for_every_type_and_ki
         "UPDATE alltypes SET vc = 'min' WHERE id = 3",
     ], db)
     events = _read(stack, db, since)
+    assert not [lib for _t, _k, _o, lib in events if isinstance(lib, Exception)]
     kinds = {(t, k) for t, k, _o, _l in events}
     assert {("alltypes", "WriteRowsEvent"), ("alltypes", "UpdateRowsEvent"), ("alltypes", "DeleteRowsEvent"),
             ("withbit", "WriteRowsEvent")} <= kinds, kinds
@@ -133,3 +139,73 @@ def test_turnouts_row_decoder_gives_what_the_library_gives_for_every_type_and_ki
     zero = next(o for t, k, o, _l in fast if t == "alltypes" and k == "WriteRowsEvent"
                 and o[0]["values"]["id"] == 6)[0]["values"]
     assert zero["dt0"] is None and zero["dd"] is None
+
+
+def _reader(stack, db, tables, since):
+    from turnout.adapters.mysql import BinlogChangeReader
+    from turnout.adapters.mysql.client import MySQLConfig
+    from turnout.adapters.mysql.source import MySQLSource
+
+    ep = stack["mariadb"]
+    src = MySQLSource(MySQLConfig(host=ep["host"], port=ep["port"], user=ep["user"], password=ep["password"],
+                                  database=db), db, tables, server_id=4394)
+    return src, BinlogChangeReader(src, {"file": since[0], "pos": since[1]}, None)
+
+
+def test_latin1_text_is_decoded_as_the_server_decodes_it_where_the_library_cannot(stack):
+    """MySQL's latin1 is Windows-1252 with its five undefined bytes as C1 controls. The library decodes with
+    Python's cp1252, which refuses those five: the premise, shown first. Turnout's decoder gives what the server's
+    own conversion gives to a SELECT (an utf8mb4 connection), for all 256 bytes, and so does the capture."""
+    db = uniq("latin")
+    wm.create_database(stack["mariadb"], db)
+    since = tuple(sql(stack, ["SHOW MASTER STATUS"])[0][0][:2])
+    every = "".join(f"{b:02X}" for b in range(256))
+    sql(stack, ["CREATE TABLE lat (id INT PRIMARY KEY, v VARCHAR(300) CHARACTER SET latin1, "
+                "t TEXT CHARACTER SET latin1, u VARCHAR(10))",
+                f"INSERT INTO lat VALUES (1, X'{every}', X'41818D8F909D80E9', 'ok'), (2, 'plain', NULL, 'ok')",
+                "UPDATE lat SET t = X'9D9D' WHERE id = 2"], db)
+    server = {r[0]: r[1:] for r in sql(stack, ["SELECT id, v, t FROM lat"], db)[0]}
+    events = _read(stack, db, since)
+    assert [k for _t, k, _o, _l in events] == ["WriteRowsEvent", "UpdateRowsEvent"]
+    # the premise: the library cannot decode either event
+    assert [type(lib).__name__ for _t, _k, _o, lib in events] == ["UnicodeDecodeError"] * 2
+    ours = events[0][2] + events[1][2]
+    assert ours[0]["values"]["v"] == server[1][0] and len(server[1][0]) == 256
+    assert ours[0]["values"]["t"] == server[1][1] == "A\x81\x8d\x8f\x90\x9d€é"
+    assert ours[2]["after_values"]["t"] == server[2][1] == "\x9d\x9d"
+
+    src, reader = _reader(stack, db, ["lat"], since)
+    try:
+        poll = reader.poll()
+    finally:
+        reader.close()
+        src.close()
+    assert not poll.rejected, poll.rejected
+    puts = {c.key["id"]["N"]: c.image for c in poll.changes if c.image}
+    assert puts["1"]["v"] == {"S": server[1][0]} and puts["1"]["t"] == {"S": "A\x81\x8d\x8f\x90\x9d€é"}
+
+
+def test_an_event_nobody_can_decode_stops_the_capture_naming_the_table_and_the_binlog_position(stack):
+    """A BIT column leaves the event to the library; a latin1 byte its cp1252 refuses then fails the whole event:
+    the transactions before it are handed over, then the capture stops with an error that names the table and
+    where in the binlog (the reader's position stays before it)."""
+    db = uniq("undec")
+    wm.create_database(stack["mariadb"], db)
+    since = tuple(sql(stack, ["SHOW MASTER STATUS"])[0][0][:2])
+    sql(stack, ["CREATE TABLE bitlat (id INT PRIMARY KEY, b BIT(3), v VARCHAR(10) CHARACTER SET latin1)",
+                "INSERT INTO bitlat VALUES (1, b'101', 'fine')",
+                "INSERT INTO bitlat VALUES (2, b'011', X'4181')"], db)
+    src, reader = _reader(stack, db, ["bitlat"], since)
+    try:
+        first = reader.poll()  # what was committed before it is handed over first
+        at = reader.state()
+        with pytest.raises(TurnoutError) as exc:
+            reader.poll()
+    finally:
+        reader.close()
+        src.close()
+    assert [c.key["id"]["N"] for c in first.changes] == ["1"] and not first.at_tip
+    assert at["pos"] > since[1]
+    msg = str(exc.value)
+    assert f"the rows event of {db}.bitlat cannot be decoded" in msg and "UnicodeDecodeError" in msg, msg
+    assert msg.startswith(f"binlog {at['file']}:") and int(msg.split()[1].split(":")[1]) > at["pos"], msg

@@ -202,3 +202,25 @@ staging: {{url: '{tmp_path / "staging"}'}}
     with pytest.raises(PreflightError, match=r"mapping.tables.retail and mapping.tables.wholesale have key templates "
                                              r"of one shape"):
         phases.preflight(ctx_for(stack, spec))
+
+
+def test_a_text_column_in_a_character_set_the_capture_cannot_decode_is_a_no_go_naming_it(stack, tmp_path):
+    """ucs2 (Python has no codec: the binlog reader would hand over bytes) and utf16 (big-endian in MySQL,
+    decoded in the machine's order by Python's utf-16): the export's SELECT gets the server's conversion, the
+    capture would not, so preflight names each column and the fix. latin1 is decoded as the server does: GO."""
+    db = uniq("cs")
+    wm.create_database(stack["mariadb"], db)
+    sql(stack, ["ALTER TABLE customers ADD COLUMN nick VARCHAR(10) CHARACTER SET ucs2 NULL",
+                "ALTER TABLE orders ADD COLUMN memo TEXT CHARACTER SET utf16 NULL",
+                "ALTER TABLE order_lines ADD COLUMN label VARCHAR(10) CHARACTER SET latin1 NULL"], db)
+    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
+    with pytest.raises(PreflightError) as exc:
+        phases.preflight(ctx)
+    msg = str(exc.value)
+    assert f"column {db}.customers.nick is in character set ucs2" in msg, msg
+    assert f"column {db}.orders.memo is in character set utf16" in msg, msg
+    assert "MODIFY `nick` varchar(10) CHARACTER SET utf8mb4" in msg, msg
+    assert "label" not in msg, msg
+    sql(stack, ["ALTER TABLE customers MODIFY nick VARCHAR(10) CHARACTER SET utf8mb4 NULL",
+                "ALTER TABLE orders MODIFY memo TEXT CHARACTER SET utf8mb4 NULL"], db)
+    assert phases.preflight(ctx_for(stack, ctx.spec))["status"] == "GO"  # and fixed, it passes

@@ -82,6 +82,10 @@ def _plan(schema: TableSchema) -> tuple:
     return converters(schema)[1], frozenset() if unnamed else names, _key_builder(schema)
 
 
+class Undecodable(TurnoutError):
+    """A rows event of a migrated table that neither Turnout's row decoder nor the library can decode."""
+
+
 class Truncated(TurnoutError):
     """A migrated table was truncated: the binlog carries a statement, not the rows it removed."""
 
@@ -150,7 +154,7 @@ class BinlogChangeReader:
                         continue
                     try:
                         pending += self._changes(ev, schema, stream, rejected)
-                    except SchemaChanged:
+                    except (SchemaChanged, Undecodable):
                         if not out:
                             raise
                         pending.clear()  # hand over what was read before the change; the next poll raises
@@ -235,7 +239,15 @@ class BinlogChangeReader:
         at = f"{file}:{end}#"
         out = []
         rows = rows_of(ev)
-        for i, row in enumerate(ev.rows if rows is None else rows):
+        if rows is None:
+            try:
+                rows = ev.rows
+            except Exception as exc:  # the whole event: no row of it can be told apart
+                raise Undecodable(
+                    f"binlog {file}:{end}: the rows event of {self.source.database}.{ev.table} cannot be decoded "
+                    f"({type(exc).__name__}: {exc}); the capture stops before it (nothing from it on is in the change "
+                    "log) and resumes there once the cause is fixed") from exc
+        for i, row in enumerate(rows):
             try:
                 if kind == 0:
                     img = img_of(row["values"])

@@ -2,6 +2,12 @@
 table map: the values ``mysql-replication`` gives for the same event (``ev.rows``), without its per-column
 dispatch over every column type, its per-read buffer checks and its bookkeeping of why a value is None.
 
+One difference, on purpose: ``latin1`` text is decoded as the server decodes it (Windows-1252, with the five
+bytes that code page leaves undefined as the C1 controls U+0081, U+008D, U+008F, U+0090, U+009D), so the capture
+gives the text a SELECT gives; the library's cp1252 refuses those five bytes and cannot decode the event at all.
+Character sets Python decodes otherwise than the server, or not at all, are refused by preflight
+(:func:`undecodable_charset`).
+
 That library stays the reference: :func:`rows_of` returns None, and the caller reads ``ev.rows``, for every
 event this module does not read whole and exactly: a column type without a reader here (BIT, GEOMETRY, the
 pre-5.6 temporal formats), a column without a name, a row image that is not FULL, a partial JSON update, bytes
@@ -40,11 +46,43 @@ def _uint(size: int) -> Callable[[bytes, int], int]:
     return lambda buf, p: int.from_bytes(buf[p:p + size], "little")
 
 
+# MySQL's latin1 byte -> character: cp1252, its five undefined bytes mapped to the C1 control of the same number
+_LATIN1 = "".join(bytes([b]).decode("cp1252", "replace") if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else chr(b)
+                  for b in range(256))
+_BIG_ENDIAN_ONLY = {"utf16": "UTF-16 (big-endian in MySQL)", "utf32": "UTF-32 (big-endian in MySQL)"}
+
+
+def undecodable_charset(charset: str) -> Optional[str]:
+    """Why the binlog reader cannot decode text of a MySQL character set exactly, or None when it can: Python has
+    no codec of that name (the library then hands over bytes), or decodes it in the wrong byte order."""
+    if charset == "binary":  # bytes by design (a binary column is carried as B)
+        return None
+    if charset in _BIG_ENDIAN_ONLY:
+        return f"{_BIG_ENDIAN_ONLY[charset]} would be decoded in the machine's byte order"
+    from pymysqlreplication.constants.CHARSET import charset_by_name
+    from pymysqlreplication.row_event import RowsEvent
+
+    known = charset_by_name(charset)  # the library's name -> encoding, as its table map gives it to a column
+    try:
+        codecs.lookup(RowsEvent.charset_to_encoding(known.encoding if known else charset))
+    except LookupError:
+        return "Python has no codec for it, so the binlog reader would hand over undecoded bytes"
+    return None
+
+
 def _text(length_size: int, charset: Optional[str]) -> Reader:
     """VARCHAR/CHAR/TEXT/BLOB: a little-endian length, then bytes decoded as the library decodes them (strict,
     in the column's character set; bytes when Python has no codec of that name)."""
     length = _uint(length_size)
     encoding = "utf-8"
+    if charset == "cp1252":  # the library's encoding of MySQL's latin1 (MySQL has no charset of that name)
+        table = _LATIN1
+
+        def latin1(buf: bytes, p: int) -> tuple:
+            n = length(buf, p)
+            p += length_size
+            return codecs.charmap_decode(buf[p:p + n], "strict", table)[0], p + n
+        return latin1
     if charset is not None:
         from pymysqlreplication.row_event import RowsEvent
 
