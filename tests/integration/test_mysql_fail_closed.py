@@ -50,6 +50,14 @@ def _binlog_rows_for(stack, db, table, since_file, since_pos) -> int:
     return n
 
 
+def _no_go(stack, tmp_path, db):
+    """(context, preflight's NO-GO message) of the demo spec on ``db``."""
+    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
+    with pytest.raises(PreflightError) as exc:
+        phases.preflight(ctx)
+    return ctx, str(exc.value)
+
+
 def test_foreign_key_cascade_onto_a_migrated_table_is_a_no_go_naming_it(stack, tmp_path):
     db = uniq("fk")
     wm.create_database(stack["mariadb"], db)
@@ -66,10 +74,7 @@ def test_foreign_key_cascade_onto_a_migrated_table_is_a_no_go_naming_it(stack, t
     assert _binlog_rows_for(stack, db, "orders", f, int(pos)) == 1
     assert _binlog_rows_for(stack, db, "order_lines", f, int(pos)) == 0
 
-    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
-    with pytest.raises(PreflightError) as exc:
-        phases.preflight(ctx)
-    msg = str(exc.value)
+    _ctx, msg = _no_go(stack, tmp_path, db)
     assert f"foreign key lines_of_order on {db}.order_lines (-> orders) has ON DELETE CASCADE" in msg, msg
     assert f"foreign key orders_of_customer on {db}.orders (-> customers) has ON UPDATE CASCADE" in msg, msg
     assert "RESTRICT/NO ACTION" in msg and "leave order_lines out of mapping.tables" in msg
@@ -213,10 +218,7 @@ def test_a_text_column_in_a_character_set_the_capture_cannot_decode_is_a_no_go_n
     sql(stack, ["ALTER TABLE customers ADD COLUMN nick VARCHAR(10) CHARACTER SET ucs2 NULL",
                 "ALTER TABLE orders ADD COLUMN memo TEXT CHARACTER SET utf16 NULL",
                 "ALTER TABLE order_lines ADD COLUMN label VARCHAR(10) CHARACTER SET latin1 NULL"], db)
-    ctx = ctx_for(stack, shop_spec(tmp_path, db, uniq("t")))
-    with pytest.raises(PreflightError) as exc:
-        phases.preflight(ctx)
-    msg = str(exc.value)
+    ctx, msg = _no_go(stack, tmp_path, db)
     assert f"column {db}.customers.nick is in character set ucs2" in msg, msg
     assert f"column {db}.orders.memo is in character set utf16" in msg, msg
     assert "MODIFY `nick` varchar(10) CHARACTER SET utf8mb4" in msg, msg
