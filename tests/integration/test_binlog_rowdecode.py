@@ -57,7 +57,8 @@ TYPICAL = ("-5, 5, -300, 300, -70000, 70000, -7, 7, -12345678901, 12345678901, 0
 
 
 def _read(stack, db, since: tuple) -> list:
-    """Every rows event of ``db`` since a position: (table, what rows_of gave, what ev.rows gave)."""
+    """Every rows event of ``db`` since a position: (table, event class name, what rows_of gave, what ev.rows gave
+    or the error it raised)."""
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 

@@ -28,7 +28,7 @@ from pymysqlreplication.json_binary import parse_json
 
 Reader = Callable[[bytes, int], tuple]  # (buffer, offset) -> (value, offset after it)
 
-_INTS = {F.TINY: ("b", 1), F.SHORT: ("h", 2), F.LONG: ("i", 4), F.LONGLONG: ("q", 8)}
+_INTS = {F.TINY: "b", F.SHORT: "h", F.LONG: "i", F.LONGLONG: "q"}  # struct format, signed
 _COMPRESSED = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)  # bytes of a NEWDECIMAL group of 0..9 digits
 
 
@@ -37,6 +37,12 @@ def _fixed(fmt: str) -> Reader:
 
     def rd(buf: bytes, p: int) -> tuple:
         return unpack(buf, p)[0], p + size
+    return rd
+
+
+def _int24(unsigned: bool) -> Reader:
+    def rd(buf: bytes, p: int) -> tuple:
+        return int.from_bytes(buf[p:p + 3], "little", signed=not unsigned), p + 3
     return rd
 
 
@@ -52,20 +58,28 @@ _LATIN1 = "".join(bytes([b]).decode("cp1252", "replace") if b not in (0x81, 0x8D
 _BIG_ENDIAN_ONLY = {"utf16": "UTF-16 (big-endian in MySQL)", "utf32": "UTF-32 (big-endian in MySQL)"}
 
 
+def _python_codec(encoding: str) -> Optional[str]:
+    """The Python codec the library decodes a column's text with (its table map gives the column ``encoding``),
+    or None when Python has none of that name (the library then hands over the bytes)."""
+    from pymysqlreplication.row_event import RowsEvent
+
+    name = RowsEvent.charset_to_encoding(encoding)
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return None
+    return name
+
+
 def undecodable_charset(charset: str) -> Optional[str]:
     """Why the binlog reader cannot decode text of a MySQL character set exactly, or None when it can: Python has
     no codec of that name (the library then hands over bytes), or decodes it in the wrong byte order."""
-    if charset == "binary":  # bytes by design (a binary column is carried as B)
-        return None
     if charset in _BIG_ENDIAN_ONLY:
         return f"{_BIG_ENDIAN_ONLY[charset]} would be decoded in the machine's byte order"
     from pymysqlreplication.constants.CHARSET import charset_by_name
-    from pymysqlreplication.row_event import RowsEvent
 
     known = charset_by_name(charset)  # the library's name -> encoding, as its table map gives it to a column
-    try:
-        codecs.lookup(RowsEvent.charset_to_encoding(known.encoding if known else charset))
-    except LookupError:
+    if _python_codec(known.encoding if known else charset) is None:
         return "Python has no codec for it, so the binlog reader would hand over undecoded bytes"
     return None
 
@@ -74,33 +88,20 @@ def _text(length_size: int, charset: Optional[str]) -> Reader:
     """VARCHAR/CHAR/TEXT/BLOB: a little-endian length, then bytes decoded as the library decodes them (strict,
     in the column's character set; bytes when Python has no codec of that name)."""
     length = _uint(length_size)
-    encoding = "utf-8"
+    decode: Callable[[bytes], Any]
     if charset == "cp1252":  # the library's encoding of MySQL's latin1 (MySQL has no charset of that name)
-        table = _LATIN1
-
-        def latin1(buf: bytes, p: int) -> tuple:
-            n = length(buf, p)
-            p += length_size
-            return codecs.charmap_decode(buf[p:p + n], "strict", table)[0], p + n
-        return latin1
-    if charset is not None:
-        from pymysqlreplication.row_event import RowsEvent
-
-        encoding = RowsEvent.charset_to_encoding(charset)
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            def raw(buf: bytes, p: int) -> tuple:
-                n = length(buf, p)
-                p += length_size
-                # as b"".decode(<unknown codec>) gives: an empty str, before any codec is looked up
-                return (buf[p:p + n] if n else ""), p + n
-            return raw
+        decode = lambda b: codecs.charmap_decode(b, "strict", _LATIN1)[0]  # noqa: E731
+    elif charset is None:
+        decode = bytes.decode  # UTF-8
+    elif (codec := _python_codec(charset)) is None:
+        decode = lambda b: b or ""  # noqa: E731  (b"".decode(<unknown codec>) gives "" before any codec lookup)
+    else:
+        decode = lambda b: b.decode(codec)  # noqa: E731
 
     def rd(buf: bytes, p: int) -> tuple:
         n = length(buf, p)
         p += length_size
-        return buf[p:p + n].decode(encoding), p + n
+        return decode(buf[p:p + n]), p + n
     return rd
 
 
@@ -242,8 +243,7 @@ def column_reader(c: Any) -> Optional[Reader]:
     """The reader of one ``pymysqlreplication.column.Column``, or None when only the library reads its type."""
     t = c.type
     if t in _INTS:
-        fmt, _size = _INTS[t]
-        return _fixed("<" + (fmt.upper() if c.unsigned else fmt))
+        return _fixed("<" + (_INTS[t].upper() if c.unsigned else _INTS[t]))
     if t == F.INT24:
         return _int24(bool(c.unsigned))
     simple: dict[int, Callable[[], Reader]] = {
@@ -259,12 +259,6 @@ def column_reader(c: Any) -> Optional[Reader]:
     }
     make = simple.get(t)
     return make() if make else None
-
-
-def _int24(unsigned: bool) -> Reader:
-    def rd(buf: bytes, p: int) -> tuple:
-        return int.from_bytes(buf[p:p + 3], "little", signed=not unsigned), p + 3
-    return rd
 
 
 class TableDecoder:
